@@ -1,0 +1,20 @@
+"""Training backends behind one small Protocol (harness.backends.base.Backend)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.backends.base import Backend
+    from harness.config import StudyConfig
+
+
+def create(config: StudyConfig) -> Backend:
+    """The backend a config names; heavy imports happen only for the one chosen."""
+    if config.backend == "local":
+        from harness.backends.local_hf import LocalBackend
+
+        return LocalBackend(config)
+    from harness.backends.openai_ft import OpenAIBackend
+
+    return OpenAIBackend(config)

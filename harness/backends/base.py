@@ -1,0 +1,66 @@
+"""What the study needs from a backend, and what a trial hands back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness.search_space import TrialParams
+
+
+@dataclass
+class TrialContext:
+    """Per-trial hooks a backend calls; it never sees Optuna or MLflow directly."""
+
+    number: int
+    log_metrics: Callable[[Mapping[str, float], int], None]
+    # Reports an intermediate eval loss; raises optuna.TrialPruned when the pruner says so.
+    report: Callable[[float, int], None]
+    set_attr: Callable[[str, Any], None] = lambda key, value: None
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    progress: Any = None  # a rich Progress to add the trial's own bars to, when there is one
+    # Text artifacts on the trial's run (job events, logs): (text, artifact_file).
+    log_text: Callable[[str, str], None] = lambda text, artifact_file: None
+    # Sum of a numeric user attr over the study's other trials (spend so far, for budgets).
+    spent: Callable[[str], float] = lambda key: 0.0
+
+
+class TrialStopped(Exception):
+    """Raised by a backend to end a trial with a specific run status and study effect.
+
+    ``run_status`` "KILLED" for a cancelled job (the trial still ends as FAIL in Optuna);
+    ``stop_study`` True when no further trial should start (a budget would be exceeded).
+    ``code`` is the remote error code, logged as a tag.
+    """
+
+    def __init__(
+        self, message: str, *, run_status: str = "FAILED", stop_study: bool = False, code: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.run_status = run_status
+        self.stop_study = stop_study
+        self.code = code
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    metrics: dict[str, float]
+    params: dict[str, Any]
+    model_dir: Path | None = None  # adapter or full weights, for evaluation and the registry
+    remote_model: str | None = None  # a fine-tuned model id on a remote service
+    # Greedy answers from the trained model for a batch of chat prompts (message lists).
+    answer: Callable[[list[list[dict[str, Any]]]], list[str]] | None = None
+    # Frees what the trained model holds (e.g. unloads LoRA layers from the shared base).
+    release: Callable[[], None] = lambda: None
+
+
+class Backend(Protocol):
+    """Validates everything in ``prepare`` (before any run exists), then trains trials."""
+
+    def prepare(self) -> dict[str, Any]:
+        """Load and check data and model; return dataset facts worth logging (digest, counts)."""
+        ...
+
+    def train(self, params: TrialParams, ctx: TrialContext) -> TrainResult: ...

@@ -1,0 +1,205 @@
+"""Local fine-tuning with the transformers Trainer and peft (LoRA) or full weights."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+from transformers.trainer_callback import PrinterCallback
+
+from harness import models
+from harness.backends.base import TrainResult, TrialContext
+from harness.backends.hf_callbacks import MetricsCallback, PruningCallback, RichProgressCallback
+from harness.config import ConfigError, StudyConfig
+from harness.data import chat
+from harness.data.tokenize import IGNORE_INDEX, TokenizedSet, tokenize_all
+from harness.search_space import TrialParams, micro_batches
+
+
+def load_splits(config: StudyConfig) -> tuple[list[chat.Example], list[chat.Example]]:
+    """Train and validation examples per the config, system prompt applied; raises DataError."""
+    data = config.data
+    train = chat.load_jsonl(data.train_file)
+    if data.validation_file is not None:
+        validation = chat.load_jsonl(data.validation_file)
+    else:
+        train, validation = chat.split(train, data.validation_split or 0.2, data.shuffle_seed)
+    return (
+        chat.with_system_prompt(train, config.system_prompt),
+        chat.with_system_prompt(validation, config.system_prompt),
+    )
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(precision: str) -> bool:
+    if precision != "auto":
+        return precision == "bf16"
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return cpu_has_bf16()
+
+
+def set_dropout(model: Any, p: float) -> None:
+    """Full fine-tuning dropout: every dropout the model has, in config and in live modules."""
+    for key, value in vars(model.config).items():
+        if "dropout" in key and isinstance(value, float):
+            setattr(model.config, key, p)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p
+        elif isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = p
+
+
+def _features(tokenized: TokenizedSet) -> list[dict[str, list[int]]]:
+    return [
+        {"input_ids": e.input_ids, "attention_mask": [1] * len(e.input_ids), "labels": e.labels}
+        for e in tokenized.examples
+    ]
+
+
+def _check_training_args(names: list[str]) -> None:
+    known = {f.name for f in dataclasses.fields(TrainingArguments)}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(
+            "search_space.training_args: unknown TrainingArguments field(s) " + ", ".join(unknown)
+        )
+
+
+class LocalBackend:
+    """Trains each trial from the one base model loaded in this process."""
+
+    def __init__(self, config: StudyConfig):
+        self.config = config
+        self.train_set: TokenizedSet | None = None
+        self.eval_set: TokenizedSet | None = None
+
+    def prepare(self) -> dict[str, Any]:
+        _check_training_args(list(self.config.search_space.training_args))
+        train, validation = load_splits(self.config)
+        tokenizer = models.load_tokenizer(self.config.base_model)
+        policy = self.config.data.too_long
+        self.train_set = tokenize_all(tokenizer, train, self.config.max_seq_length, policy)
+        self.eval_set = tokenize_all(tokenizer, validation, self.config.max_seq_length, policy)
+        self.train_examples, self.validation_examples = train, validation
+        models.load_base(self.config.base_model)
+        return {
+            "dataset_digest": chat.digest(train + validation),
+            "n_train": len(self.train_set.examples),
+            "n_validation": len(self.eval_set.examples),
+            "train_tokens": self.train_set.total_tokens,
+            "train_trained_tokens": self.train_set.trained_tokens,
+            "dropped_too_long": len(self.train_set.dropped) + len(self.eval_set.dropped),
+        }
+
+    def _trial_model(self, params: TrialParams) -> Any:
+        base = models.load_base(self.config.base_model)
+        if not params.is_lora:
+            model = copy.deepcopy(base)  # full fine-tuning must never touch the shared base
+            model.requires_grad_(True)  # an earlier LoRA trial froze the shared base's weights
+            set_dropout(model, params.dropout)
+            return model
+        from peft import LoraConfig, get_peft_model
+
+        targets = params.lora_target_modules or ()
+        lora = LoraConfig(
+            r=params.lora_rank or 8,
+            lora_alpha=params.lora_alpha or 16,
+            lora_dropout=params.dropout,
+            target_modules="all-linear" if targets == ("all-linear",) else list(targets),
+            task_type="CAUSAL_LM",
+        )
+        return get_peft_model(base, lora)
+
+    def training_arguments(
+        self, params: TrialParams, output_dir: Path, disable_tqdm: bool = False
+    ) -> TrainingArguments:
+        t = self.config.training
+        micro, accumulation = micro_batches(params.batch_size, t.max_micro_batch_size)
+        method = "lora" if params.is_lora else "full"
+        on_cpu = not torch.cuda.is_available()
+        return TrainingArguments(
+            output_dir=str(output_dir),
+            num_train_epochs=params.epochs,
+            per_device_train_batch_size=micro,
+            per_device_eval_batch_size=max(micro, 8),
+            gradient_accumulation_steps=accumulation,
+            learning_rate=t.base_learning_rate[method] * params.lr_multiplier,
+            eval_strategy="steps",
+            eval_steps=t.eval_steps,
+            logging_steps=t.logging_steps,
+            save_strategy=t.save_strategy,
+            save_steps=t.save_steps,
+            save_total_limit=t.save_total_limit,
+            save_only_model=True,
+            bf16=use_bf16(t.precision),
+            use_cpu=on_cpu,
+            train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+            include_num_input_tokens_seen="non_padding",
+            report_to="none",  # our tracker logs; transformers' MLflow callback would log twice
+            seed=t.seed,
+            dataloader_num_workers=0,
+            remove_unused_columns=False,
+            disable_tqdm=disable_tqdm,
+            **params.training_args,
+        )
+
+    def train(self, params: TrialParams, ctx: TrialContext) -> TrainResult:
+        if self.train_set is None or self.eval_set is None:
+            raise RuntimeError("prepare() must run before train()")
+        tokenizer = models.load_tokenizer(self.config.base_model)
+        work = self.config.training.work_dir.expanduser() / self.config.study_name / f"trial-{ctx.number}"
+        args = self.training_arguments(params, work, disable_tqdm=ctx.progress is not None)
+        model = self._trial_model(params)
+        metrics_cb, pruning_cb = MetricsCallback(ctx.log_metrics), PruningCallback(ctx.report)
+        callbacks: list[Any] = [metrics_cb, pruning_cb]
+        if ctx.progress is not None:
+            callbacks.append(RichProgressCallback(ctx.progress, f"trial {ctx.number} ({params.method})"))
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=_features(self.train_set),
+            eval_dataset=_features(self.eval_set),
+            processing_class=tokenizer,
+            data_collator=DataCollatorForSeq2Seq(
+                tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX
+            ),
+            callbacks=callbacks,
+        )
+        trainer.remove_callback(PrinterCallback)  # with tqdm off it would print every log dict
+        try:
+            trainer.train()
+            pruning_cb.enabled = False
+            final = trainer.evaluate()
+            final_dir = work / "final"
+            trainer.model.save_pretrained(final_dir)
+            tokenizer.save_pretrained(final_dir)
+        finally:
+            if params.is_lora:
+                model.unload()  # restores the shared base's modules without merging
+        rates = metrics_cb.tokens_per_second
+        metrics = {
+            "eval_loss": float(final["eval_loss"]),
+            "tokens_per_second_mean": sum(rates) / len(rates) if rates else 0.0,
+            "trained_tokens_per_epoch": float(self.train_set.trained_tokens),
+        }
+        resolved = {
+            "learning_rate": args.learning_rate,
+            "per_device_train_batch_size": args.per_device_train_batch_size,
+            "gradient_accumulation_steps": args.gradient_accumulation_steps,
+            "bf16": args.bf16,
+            "device": "cuda" if torch.cuda.is_available() else "cpu",
+        }
+        return TrainResult(metrics=metrics, params=resolved, model_dir=final_dir)

@@ -1,0 +1,292 @@
+"""Talking to the fine-tuning API: clients, bounded retries, uploads, job payloads, results.
+
+The SDK's own retries are switched off (``max_retries=0``) and done here instead, because the
+SDK retries every 429 alike (an exhausted quota never recovers by waiting), gives up on a
+``Retry-After`` over two minutes, and its sleeps cannot be replaced in tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import email.utils
+import io
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import openai
+
+from harness.backends.base import TrialStopped
+from harness.backends.openai_settings import OpenAIConfig
+from harness.config import ConfigError
+from harness.search_space import TrialParams
+
+T = TypeVar("T")
+Sleep = Callable[[float], None]
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+SUFFIX_MAX = 64
+SECRET_ENV = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY")
+# Result-file columns and metric-event keys -> the metric names every backend logs.
+METRIC_NAMES = {
+    "train_loss": "train_loss",
+    "train_accuracy": "train_accuracy",
+    "train_mean_token_accuracy": "train_accuracy",
+    "valid_loss": "eval_loss",
+    "valid_mean_token_accuracy": "eval_accuracy",
+    "full_valid_loss": "full_eval_loss",
+    "full_valid_mean_token_accuracy": "full_eval_accuracy",
+}
+
+
+class CredentialsError(ConfigError):
+    """A required environment variable is missing (its name is given, never a value)."""
+
+
+def required_env(backend: str, api_version: str | None) -> list[str]:
+    if backend == "azure_openai":
+        names = ["AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT"]
+        return names if api_version else [*names, "OPENAI_API_VERSION"]
+    return ["OPENAI_API_KEY"]
+
+
+def check_credentials(backend: str, api_version: str | None) -> None:
+    missing = [name for name in required_env(backend, api_version) if not os.environ.get(name)]
+    if missing:
+        raise CredentialsError(f"backend {backend!r} needs environment variable(s) {missing}")
+
+
+def make_client(backend: str, settings: OpenAIConfig, http_client: Any = None) -> openai.OpenAI:
+    """An SDK client with keys read from the environment only; retries are ours (see above)."""
+    check_credentials(backend, settings.api_version)
+    common: dict[str, Any] = {
+        "max_retries": 0,
+        "timeout": settings.request_timeout_s,
+        "http_client": http_client,
+    }
+    if backend == "azure_openai":
+        return openai.AzureOpenAI(
+            api_key=os.environ["AZURE_OPENAI_API_KEY"],
+            azure_endpoint=os.environ["AZURE_OPENAI_ENDPOINT"],
+            api_version=settings.api_version or os.environ["OPENAI_API_VERSION"],
+            **common,
+        )
+    return openai.OpenAI(api_key=os.environ["OPENAI_API_KEY"], **common)
+
+
+def scrub_secrets(text: str) -> str:
+    """``text`` with any API key from the environment masked (error messages reach MLflow)."""
+    for name in SECRET_ENV:
+        value = os.environ.get(name)
+        if value and len(value) >= 8:
+            text = text.replace(value, "***")
+    return text
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """Seconds the server asked us to wait: retry-after-ms, retry-after seconds or HTTP date."""
+    if ms := headers.get("retry-after-ms"):
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def quota_exhausted(error: openai.APIStatusError) -> bool:
+    return "insufficient_quota" in (
+        str(getattr(error, "code", "")),
+        str(getattr(error, "type", "")),
+    )
+
+
+class Caller:
+    """Runs one API call with bounded retries: 429 waits as told, 5xx and network back off."""
+
+    def __init__(self, settings: OpenAIConfig, sleep: Sleep = time.sleep) -> None:
+        self.settings = settings
+        self.sleep = sleep
+
+    def _wait(self, attempt: int, error: Exception) -> float:
+        told = (
+            retry_after_s(error.response.headers)
+            if isinstance(error, openai.APIStatusError)
+            else None
+        )
+        wait = told if told is not None else min(2.0**attempt, 60.0)
+        return min(wait, self.settings.retry_max_wait_s)
+
+    def __call__(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        attempt = 0
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except openai.RateLimitError as error:
+                if quota_exhausted(error):
+                    raise TrialStopped(
+                        "the API account has no quota left (insufficient_quota): add credit or "
+                        "raise the limit, then resume the study",
+                        stop_study=True,
+                        code="insufficient_quota",
+                    ) from error
+                if attempt >= self.settings.max_retries:
+                    raise
+                wait = self._wait(attempt, error)
+            except (openai.InternalServerError, openai.APIConnectionError) as error:
+                if attempt >= self.settings.max_retries:
+                    raise
+                wait = self._wait(attempt, error)
+            attempt += 1
+            self.sleep(wait)
+
+
+class FileStore:
+    """Uploads each file once per endpoint; later trials and later processes reuse it.
+
+    The file name carries the dataset digest, so ``files.list`` finds an earlier upload of the
+    same bytes (on the same endpoint and account) without any local state to lose.
+    """
+
+    def __init__(self, client: openai.OpenAI, call: Caller, sleep: Sleep, poll_s: float) -> None:
+        self.client, self.call, self.sleep, self.poll_s = client, call, sleep, poll_s
+        self._ids: dict[str, str] = {}
+        self._lock = threading.Lock()  # parallel trials must not upload the same file twice
+
+    def file_id(self, filename: str, content: bytes) -> str:
+        with self._lock:
+            if filename not in self._ids:
+                found = self._find(filename)
+                file_id = found or self._upload(filename, content)
+                self._wait_processed(file_id)
+                self._ids[filename] = file_id
+            return self._ids[filename]
+
+    def _find(self, filename: str) -> str | None:
+        page = self.call(self.client.files.list, purpose="fine-tune")
+        for item in page:  # later pages are fetched as the iteration needs them
+            if item.filename == filename and item.status not in ("error", "deleted"):
+                return item.id
+        return None
+
+    def _upload(self, filename: str, content: bytes) -> str:
+        uploaded = self.call(
+            self.client.files.create,
+            file=(filename, content, "application/jsonl"),
+            purpose="fine-tune",
+        )
+        return uploaded.id
+
+    def _wait_processed(self, file_id: str) -> None:
+        # Azure reports pending/running while it imports a file; jobs need it processed.
+        while True:
+            item = self.call(self.client.files.retrieve, file_id)
+            if item.status == "error":
+                detail = getattr(item, "status_details", None) or "no details"
+                raise TrialStopped(f"file {file_id} failed processing: {detail}", code="file_error")
+            if item.status not in ("pending", "running"):
+                return
+            self.sleep(self.poll_s)
+
+
+def suffix_for(prefix: str, trial: int) -> str:
+    """A model-name suffix naming study and trial, safe characters, at most 64 long."""
+    tail = f"-t{trial}"
+    clean = re.sub(r"[^A-Za-z0-9_-]+", "-", prefix).strip("-") or "harness"
+    return clean[: SUFFIX_MAX - len(tail)] + tail
+
+
+def job_payload(
+    model: str,
+    params: TrialParams,
+    files: Mapping[str, str],
+    suffix: str,
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """The jobs.create body: trial params under ``method.<type>.hyperparameters``."""
+    hyper: dict[str, Any] = {
+        "n_epochs": params.epochs,
+        "batch_size": params.batch_size,
+        "learning_rate_multiplier": params.lr_multiplier,
+    }
+    if params.method == "dpo" and params.beta is not None:
+        hyper["beta"] = params.beta
+    payload: dict[str, Any] = {
+        "model": model,
+        "training_file": files["train"],
+        "method": {"type": params.method, params.method: {"hyperparameters": hyper}},
+        "suffix": suffix,
+    }
+    if files.get("validation"):
+        payload["validation_file"] = files["validation"]
+    if seed is not None:
+        payload["seed"] = seed
+    return payload
+
+
+def _decode_result(content: bytes) -> str:
+    text = content.decode("utf-8", errors="replace").strip()
+    if text.startswith("step"):
+        return text
+    try:  # the service has served this file base64-encoded
+        return base64.b64decode(text, validate=False).decode("utf-8").strip()
+    except (binascii.Error, UnicodeDecodeError):
+        return text
+
+
+def parse_result_file(content: bytes) -> list[tuple[int, dict[str, float]]]:
+    """The result CSV as (step, metrics) rows with our metric names; blank cells skipped."""
+    rows = []
+    for row in csv.DictReader(io.StringIO(_decode_result(content))):
+        if not row.get("step"):
+            continue
+        metrics = {}
+        for column, name in METRIC_NAMES.items():
+            value = (row.get(column) or "").strip()
+            if value:
+                metrics[name] = float(value)
+        rows.append((int(float(row["step"])), metrics))
+    return rows
+
+
+def event_metrics(data: Any) -> tuple[int, dict[str, float]] | None:
+    """(step, metrics) from a ``metrics`` event's data, or None for other events."""
+    if not isinstance(data, dict) or "step" not in data:
+        return None
+    metrics = {
+        name: float(data[key])
+        for key, name in METRIC_NAMES.items()
+        if isinstance(data.get(key), int | float)
+    }
+    return int(data["step"]), metrics
+
+
+def make_answerer(
+    client: openai.OpenAI, call: Caller, model: str, max_tokens: int
+) -> Callable[[list[list[dict[str, Any]]]], list[str]]:
+    """Greedy answers (temperature 0) from the fine-tuned model or Azure deployment."""
+
+    def answer(prompts: list[list[dict[str, Any]]]) -> list[str]:
+        replies = []
+        for messages in prompts:
+            completion = call(
+                client.chat.completions.create,
+                model=model,
+                messages=messages,
+                temperature=0,
+                max_tokens=max_tokens,
+            )
+            replies.append(completion.choices[0].message.content or "")
+        return replies
+
+    return answer

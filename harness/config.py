@@ -1,0 +1,239 @@
+"""Study configuration: frozen pydantic models, validated once at load.
+
+Errors name the key's dotted path (``search_space.dropout.high``) and the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.backends.openai_settings import OpenAIConfig
+from harness.evaluation.settings import EvaluationConfig
+
+Scalar = int | float | str | bool
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Range(_Frozen):
+    """A numeric range to sample from: ints when both ends are ints and no float step."""
+
+    low: float | int
+    high: float | int
+    log: bool = False
+    step: float | int | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Range:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        if self.log and self.step is not None:
+            raise ValueError("log and step cannot be combined")
+        return self
+
+    @property
+    def is_int(self) -> bool:
+        ends_int = isinstance(self.low, int) and isinstance(self.high, int)
+        return ends_int and (self.step is None or isinstance(self.step, int))
+
+
+# A parameter is fixed (a scalar), a choice (a list) or a range (a mapping).
+ParamSpec = Annotated[Range | list[Any] | Scalar, Field(union_mode="left_to_right")]
+
+
+def _nonempty_choices(value: Any) -> Any:
+    if isinstance(value, list) and not value:
+        raise ValueError("a list of choices must not be empty")
+    return value
+
+
+class SearchSpace(_Frozen):
+    """What a trial samples. LoRA keys are sampled only on the LoRA branch."""
+
+    epochs: ParamSpec = 1
+    batch_size: ParamSpec = 4
+    lr_multiplier: ParamSpec = 1.0
+    dropout: ParamSpec = 0.05
+    method: ParamSpec = "lora"
+    lora_rank: ParamSpec = 8
+    lora_alpha: ParamSpec = 16
+    lora_target_modules: ParamSpec = Field(default_factory=lambda: [["q_proj", "k_proj", "v_proj", "o_proj"]])
+    beta: ParamSpec | None = None
+    # Any other TrainingArguments field, e.g. weight_decay or warmup_ratio.
+    training_args: dict[str, ParamSpec] = Field(default_factory=dict)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _choices(cls, value: Any) -> Any:
+        return _nonempty_choices(value)
+
+    @field_validator("method")
+    @classmethod
+    def _methods(cls, value: Any) -> Any:
+        allowed = {"lora", "full", "supervised", "dpo"}
+        values = value if isinstance(value, list) else [value]
+        bad = [v for v in values if v not in allowed]
+        if isinstance(value, Range) or bad:
+            raise ValueError(f"method must be one of {sorted(allowed)} or a list of them, got {value!r}")
+        return value
+
+
+class DataConfig(_Frozen):
+    train_file: Path
+    validation_file: Path | None = None
+    validation_split: float | None = Field(default=None, gt=0, lt=1)
+    shuffle_seed: int = 42
+    too_long: Literal["error", "drop", "truncate"] = "error"
+
+    @model_validator(mode="after")
+    def _one_validation_source(self) -> DataConfig:
+        if self.validation_file is not None and self.validation_split is not None:
+            raise ValueError("give validation_file or validation_split, not both")
+        return self
+
+
+class TrainingConfig(_Frozen):
+    base_learning_rate: dict[Literal["lora", "full"], float] = Field(
+        default_factory=lambda: {"lora": 2e-4, "full": 2e-5}
+    )
+    max_micro_batch_size: int = Field(default=4, ge=1)
+    eval_steps: int = Field(default=5, ge=1)
+    logging_steps: int = Field(default=1, ge=1)
+    save_strategy: Literal["no", "epoch", "steps"] = "epoch"
+    save_steps: int = Field(default=50, ge=1)
+    save_total_limit: int = Field(default=1, ge=1)
+    work_dir: Path = Path("~/.cache/harness/work")
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    group_by_length: bool = True
+    seed: int = 0
+
+
+class ObjectiveConfig(_Frozen):
+    metric: str = "eval_loss"
+    direction: Literal["minimize", "maximize"] = "minimize"
+
+
+class SamplerConfig(_Frozen):
+    type: Literal["tpe", "random", "grid", "cmaes"] = "tpe"
+    seed: int | None = 0
+    n_startup_trials: int = Field(default=2, ge=0)
+
+
+class PrunerConfig(_Frozen):
+    type: Literal["median", "hyperband", "none"] = "median"
+    n_startup_trials: int = Field(default=1, ge=0)
+    n_warmup_steps: int = Field(default=0, ge=0)
+    min_resource: int = Field(default=1, ge=1)
+
+
+class MlflowConfig(_Frozen):
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db"
+    artifact_location: str | None = None
+    registry_model_name: str | None = None
+
+
+class StudyConfig(_Frozen):
+    study_name: str = Field(min_length=1)
+    backend: Literal["local", "openai", "azure_openai"] = "local"
+    base_model: str = "smollm2"
+    data: DataConfig
+    system_prompt: str | None = None
+    max_seq_length: int = Field(default=512, ge=16)
+    search_space: SearchSpace = Field(default_factory=SearchSpace)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    pruner: PrunerConfig = Field(default_factory=PrunerConfig)
+    n_trials: int | None = Field(default=4, ge=1)
+    timeout_minutes: float | None = Field(default=None, gt=0)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    storage: str = "sqlite:///mlruns/optuna.db"
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
+
+    @model_validator(mode="after")
+    def _stopping_rule(self) -> StudyConfig:
+        if self.n_trials is None and self.timeout_minutes is None:
+            raise ValueError("set n_trials, timeout_minutes or both, or the study never stops")
+        return self
+
+    @property
+    def registry_name(self) -> str:
+        return self.mlflow.registry_model_name or self.study_name
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the key."""
+
+
+def _format_errors(source: str, error: ValidationError) -> str:
+    lines = [f"{source}: invalid config"]
+    for item in error.errors():
+        path = ".".join(str(p) for p in item["loc"] if not _is_union_tag(p)) or "(top level)"
+        problem = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"  {path}: {problem}")
+    return "\n".join(lines)
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic puts the union member's name into loc ("Range", "list[any]"); users never wrote it.
+    return isinstance(part, str) and (part in {"Range", "str", "int", "float", "bool"} or "[" in part)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b=value`` -> (["a", "b"], value), the value parsed as YAML (so 3, 0.1, [1, 2] work)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r}: expected key=value")
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def _apply(raw: dict[str, Any], path: list[str], value: Any) -> dict[str, Any]:
+    merged = dict(raw)
+    if len(path) == 1:
+        merged[path[0]] = value
+        return merged
+    child = merged.get(path[0])
+    merged[path[0]] = _apply(child if isinstance(child, dict) else {}, path[1:], value)
+    return merged
+
+
+def load_config(path: Path, overrides: list[str] | None = None) -> StudyConfig:
+    """Read YAML, apply ``key=value`` overrides, validate once. Raises ConfigError."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys")
+    for text in overrides or []:
+        raw = _apply(raw, *parse_override(text))
+    raw = _resolve_paths(raw, path.parent)
+    try:
+        return StudyConfig.model_validate(raw)
+    except ValidationError as exc:
+        source = f"{path} (with overrides {overrides})" if overrides else str(path)
+        raise ConfigError(_format_errors(source, exc)) from None
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Data paths are relative to the working directory, or to the config file if not found there."""
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return raw
+    resolved = dict(data)
+    for key in ("train_file", "validation_file"):
+        value = data.get(key)
+        if isinstance(value, str) and not Path(value).exists() and (base / value).exists():
+            resolved[key] = str(base / value)
+    return {**raw, "data": resolved}

@@ -1,0 +1,146 @@
+"""Chat JSONL in the OpenAI fine-tuning format: load, validate with file:line errors, split."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROLES = frozenset({"system", "user", "assistant"})
+MESSAGE_KEYS = frozenset({"role", "content", "weight", "name"})
+RECORD_KEYS = frozenset({"messages"})
+
+
+@dataclass(frozen=True)
+class Example:
+    """One conversation; ``source`` is ``file:line`` for error messages."""
+
+    messages: tuple[dict[str, Any], ...]
+    source: str
+
+    @property
+    def prompt(self) -> list[dict[str, Any]]:
+        """The conversation up to (not including) the last assistant message."""
+        last = max(i for i, m in enumerate(self.messages) if m["role"] == "assistant")
+        return [dict(m) for m in self.messages[:last]]
+
+    @property
+    def reference(self) -> str:
+        """The last assistant answer: what a consistent model should say."""
+        return next(m["content"] for m in reversed(self.messages) if m["role"] == "assistant")
+
+
+class DataError(ValueError):
+    """Bad training data; ``problems`` holds one ``file:line: problem`` string each."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        shown = self.problems[:20]
+        more = len(self.problems) - len(shown)
+        tail = [f"... and {more} more"] if more else []
+        super().__init__("\n".join([f"{len(self.problems)} problem(s) in the data:", *shown, *tail]))
+
+
+def _message_problems(index: int, message: Any) -> list[str]:
+    where = f"messages[{index}]"
+    if not isinstance(message, dict):
+        return [f"{where}: must be an object, got {type(message).__name__}"]
+    problems = [f"{where}: unrecognised key {k!r}" for k in sorted(set(message) - MESSAGE_KEYS)]
+    role = message.get("role")
+    if role is None:
+        problems.append(f"{where}: missing 'role'")
+    elif role not in ROLES:
+        problems.append(f"{where}.role: unknown role {role!r} (expected one of {sorted(ROLES)})")
+    content = message.get("content")
+    if not isinstance(content, str) or not content.strip():
+        problems.append(f"{where}.content: missing or empty content")
+    if "weight" in message:
+        if role != "assistant":
+            problems.append(f"{where}.weight: only assistant messages may carry a weight")
+        elif message["weight"] not in (0, 1) or isinstance(message["weight"], bool):
+            problems.append(f"{where}.weight: must be 0 or 1, got {message['weight']!r}")
+    return problems
+
+
+def record_problems(record: Any) -> list[str]:
+    """Everything wrong with one parsed JSONL record (empty when it is a usable example)."""
+    if not isinstance(record, dict):
+        return [f"each line must be a JSON object, got {type(record).__name__}"]
+    problems = [f"unrecognised key {k!r}" for k in sorted(set(record) - RECORD_KEYS)]
+    messages = record.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return [*problems, "missing or empty 'messages' list"]
+    for i, message in enumerate(messages):
+        problems += _message_problems(i, message)
+    roles = [m.get("role") for m in messages if isinstance(m, dict)]
+    if "assistant" not in roles:
+        problems.append("no assistant message: nothing to learn from")
+    elif all(
+        m.get("weight") == 0 for m in messages if isinstance(m, dict) and m.get("role") == "assistant"
+    ):
+        problems.append("every assistant message has weight 0: nothing to learn from")
+    return problems
+
+
+def load_jsonl(path: Path) -> list[Example]:
+    """Parse and validate every line; raise DataError listing all problems, never a partial set."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DataError([f"{path}: cannot read: {exc.strerror}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise DataError([f"{path}: not UTF-8 text ({exc.reason})"]) from exc
+    examples: list[Example] = []
+    problems: list[str] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        source = f"{path}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(f"{source}: malformed JSON: {exc.msg} (column {exc.colno})")
+            continue
+        found = record_problems(record)
+        problems += [f"{source}: {p}" for p in found]
+        if not found:
+            examples.append(Example(tuple(record["messages"]), source))
+    if not problems and not examples:
+        problems.append(f"{path}: no examples")
+    if problems:
+        raise DataError(problems)
+    return examples
+
+
+def with_system_prompt(examples: Sequence[Example], system_prompt: str | None) -> list[Example]:
+    """Prepend the study's system prompt where an example has none."""
+    if not system_prompt:
+        return list(examples)
+    system = {"role": "system", "content": system_prompt}
+    return [
+        e if e.messages[0]["role"] == "system" else Example((system, *e.messages), e.source)
+        for e in examples
+    ]
+
+
+def split(examples: Sequence[Example], ratio: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """Shuffle with a fixed seed, then cut into (train, validation) at ``1 - ratio``."""
+    shuffled = list(examples)
+    random.Random(seed).shuffle(shuffled)
+    n_validation = max(1, round(len(shuffled) * ratio))
+    if n_validation >= len(shuffled):
+        raise DataError([f"a validation split of {ratio} leaves no training examples"])
+    return shuffled[n_validation:], shuffled[:n_validation]
+
+
+def digest(examples: Sequence[Example]) -> str:
+    """Content hash of a dataset: the same data gets the same digest whatever the file name."""
+    h = hashlib.sha256()
+    for e in examples:
+        h.update(json.dumps(e.messages, sort_keys=True, ensure_ascii=False).encode())
+        h.update(b"\n")
+    return h.hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""Consistency evaluation: answers vs training references by embedding, ROUGE-L and an LLM judge."""

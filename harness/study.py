@@ -1,0 +1,179 @@
+"""Optuna study construction, resume and reconciliation, and the sweep loop."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from harness import backends, report
+from harness.config import PrunerConfig, SamplerConfig, StudyConfig
+from harness.objective import ATTR_HOST, ATTR_INTERRUPTED, ATTR_PID, ATTR_RUN_ID, TrialRunner
+from harness.tracking import Tracker, flatten
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+ATTR_RETRY_OF = "harness.retry_of"
+
+
+def make_sampler(config: SamplerConfig) -> optuna.samplers.BaseSampler:
+    if config.type == "random":
+        return optuna.samplers.RandomSampler(seed=config.seed)
+    if config.type == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=config.seed, n_startup_trials=config.n_startup_trials)
+    if config.type == "grid":
+        return optuna.samplers.BruteForceSampler(seed=config.seed)
+    return optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=config.n_startup_trials)
+
+
+def make_pruner(config: PrunerConfig) -> optuna.pruners.BasePruner:
+    if config.type == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=config.min_resource)
+    if config.type == "none":
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=config.n_startup_trials, n_warmup_steps=config.n_warmup_steps
+    )
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.RDBStorage(url)
+    if url.startswith(("postgresql", "mysql")):
+        # Many workers on many machines: heartbeats let a dead worker's trial be failed and retried.
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=60,
+            grace_period=180,
+            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
+        )
+    if url.endswith(".log"):
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url))
+    return optuna.storages.RDBStorage(url)
+
+
+def open_study(config: StudyConfig) -> optuna.Study:
+    """Create the study or load it under the same name: resuming never reruns finished trials."""
+    return optuna.create_study(
+        study_name=config.study_name,
+        storage=make_storage(config.storage),
+        sampler=make_sampler(config.sampler),
+        pruner=make_pruner(config.pruner),
+        direction=config.objective.direction,
+        load_if_exists=True,
+    )
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_orphaned(trial: FrozenTrial) -> bool:
+    """A RUNNING trial whose process, on this host, is gone (killed, crashed, powered off)."""
+    attrs = trial.user_attrs
+    if trial.state != TrialState.RUNNING or attrs.get(ATTR_HOST) != socket.gethostname():
+        return False
+    pid = attrs.get(ATTR_PID)
+    return isinstance(pid, int) and pid != os.getpid() and not _process_alive(pid)
+
+
+def reconcile(study: optuna.Study, tracker: Tracker) -> list[int]:
+    """Fail trials (and runs) whose process died; queue every interrupted trial's params again.
+
+    User attrs under ``resume.`` (a remote job id, say) travel to the retry, so a backend can
+    reattach to work already paid for instead of starting it again.
+    """
+    storage = study._storage
+    for trial in (t for t in study.get_trials(deepcopy=False) if is_orphaned(t)):
+        storage.set_trial_user_attr(trial._trial_id, ATTR_INTERRUPTED, True)
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        run_id = trial.user_attrs.get(ATTR_RUN_ID)
+        if run_id and tracker.status(run_id) == "RUNNING":
+            reason = f"process {trial.user_attrs.get(ATTR_PID)} died mid-trial"
+            tracker.set_tags(run_id, {"harness.trial_state": "FAIL", "harness.error": reason})
+            tracker.end(run_id, "FAILED")
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get(ATTR_RETRY_OF) for t in trials}
+    requeued = []
+    for trial in trials:
+        attrs = trial.user_attrs
+        if trial.state != TrialState.FAIL or not attrs.get(ATTR_INTERRUPTED) or trial.number in retried:
+            continue
+        carried = {k: v for k, v in attrs.items() if k.startswith("resume.")}
+        study.enqueue_trial(trial.params, user_attrs={ATTR_RETRY_OF: trial.number, **carried})
+        requeued.append(trial.number)
+    return requeued
+
+
+def trials_done(study: optuna.Study) -> int:
+    """Finished trials that count against n_trials: interrupted ones will run again."""
+    return sum(
+        t.state in FINISHED or (t.state == TrialState.FAIL and not t.user_attrs.get(ATTR_INTERRUPTED))
+        for t in study.get_trials(deepcopy=False)
+    )
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    study: optuna.Study
+    parent_run_id: str
+    ran: int
+    reconciled: list[int]
+
+
+def parent_tags(config: StudyConfig, dataset: dict[str, Any]) -> dict[str, str]:
+    return {
+        "harness.backend": config.backend,
+        "harness.base_model": config.base_model,
+        "harness.dataset_digest": str(dataset.get("dataset_digest", "")),
+    }
+
+
+def run_sweep(config: StudyConfig, progress: Any = None) -> SweepResult:
+    """Validate everything, then run the remaining trials; the parent run ends truthfully."""
+    backend = backends.create(config)
+    dataset = backend.prepare()  # bad data or model raise here, before any run or trial exists
+    study = open_study(config)
+    tracker = Tracker(config.mlflow.tracking_uri, config.study_name, config.mlflow.artifact_location)
+    reconciled = reconcile(study, tracker)
+    tags = parent_tags(config, dataset)
+    parent_id = tracker.parent_run(config.study_name, tags)
+    study.set_user_attr(ATTR_RUN_ID, parent_id)
+    if not tracker.client.get_run(parent_id).data.params:
+        config_params = dict(flatten("", config.model_dump(mode="json")))
+        tracker.log_params(parent_id, {**config_params, **{f"data.{k}": v for k, v in dataset.items()}})
+        tracker.log_dict(parent_id, config.model_dump(mode="json"), "config.json")
+    remaining = max(0, (config.n_trials or 10**9) - trials_done(study))
+    runner = TrialRunner(config, backend, tracker, parent_id, tags, progress)
+    started_before = _started(study)
+    status = "FAILED"
+    try:
+        if remaining:
+            timeout = config.timeout_minutes * 60 if config.timeout_minutes else None
+            callbacks = [report.progress_callback(progress, remaining)] if progress else []
+            study.optimize(runner, n_trials=remaining, timeout=timeout, catch=(Exception,), callbacks=callbacks)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        try:
+            report.summarise(study, tracker, parent_id, config.objective.metric)
+        finally:
+            tracker.end(parent_id, status)
+    return SweepResult(study, parent_id, _started(study) - started_before, reconciled)
+
+
+def _started(study: optuna.Study) -> int:
+    return sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))

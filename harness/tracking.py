@@ -1,0 +1,165 @@
+"""The one module that talks to MLflow: experiment per study, parent run, nested trial runs.
+
+Everything goes through ``MlflowClient`` with explicit run ids (no fluent global state), and
+metrics travel in ``log_batch`` calls: one database round-trip per batch, not per value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+PARENT_ROLE = "parent"
+TAG_ROLE = "harness.role"
+TAG_STUDY = "harness.study"
+TAG_TRIAL = "harness.trial_number"
+TAG_STATE = "harness.trial_state"
+_BATCH_METRICS = 1000
+_BATCH_PARAMS = 100
+_BATCH_TAGS = 100
+_PARAM_CHARS = 6000
+
+
+def _client(tracking_uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    _ensure_local_store(tracking_uri)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def _ensure_local_store(tracking_uri: str) -> None:
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri.removeprefix("sqlite:///")).expanduser().parent.mkdir(
+            parents=True, exist_ok=True
+        )
+
+
+def default_artifact_location(tracking_uri: str) -> str | None:
+    """Keep artifacts beside a local SQLite store (mlruns/artifacts), not in the CWD."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    db = Path(tracking_uri.removeprefix("sqlite:///")).expanduser().resolve()
+    return (db.parent / "artifacts").as_uri()
+
+
+class Tracker:
+    """Runs of one experiment (one study)."""
+
+    def __init__(self, tracking_uri: str, experiment: str, artifact_location: str | None = None):
+        self.client = _client(tracking_uri)
+        self.tracking_uri = tracking_uri
+        found = self.client.get_experiment_by_name(experiment)
+        if found is not None:
+            self.experiment_id = found.experiment_id
+        else:
+            location = artifact_location or default_artifact_location(tracking_uri)
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+
+    def find_runs(self, filter_string: str, max_results: int = 1000) -> list[Any]:
+        return list(
+            self.client.search_runs(
+                [self.experiment_id], filter_string=filter_string, max_results=max_results
+            )
+        )
+
+    def parent_run(self, study_name: str, tags: Mapping[str, str]) -> str:
+        """The study's parent run: reopened when the study resumes, created otherwise."""
+        found = self.find_runs(f"tags.`{TAG_ROLE}` = '{PARENT_ROLE}'", max_results=1)
+        if found:
+            run_id = found[0].info.run_id
+            self.client.update_run(run_id, status="RUNNING")
+        else:
+            all_tags = {TAG_ROLE: PARENT_ROLE, TAG_STUDY: study_name, **tags}
+            run_id = self.client.create_run(self.experiment_id, tags=all_tags, run_name=study_name).info.run_id
+        return run_id
+
+    def child_run(self, parent_id: str, name: str, tags: Mapping[str, str]) -> str:
+        """A nested run: the UI nests it under its parent through mlflow.parentRunId."""
+        all_tags = {"mlflow.parentRunId": parent_id, **tags}
+        return self.client.create_run(self.experiment_id, tags=all_tags, run_name=name).info.run_id
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, _param_text(v)) for k, v in params.items()]
+        for i in range(0, len(items), _BATCH_PARAMS):
+            self.client.log_batch(run_id, params=items[i : i + _BATCH_PARAMS])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, _param_text(v)) for k, v in tags.items()]
+        for i in range(0, len(items), _BATCH_TAGS):
+            self.client.log_batch(run_id, tags=items[i : i + _BATCH_TAGS])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        buffer = MetricBuffer(self, run_id)
+        buffer.add(metrics, step)
+        buffer.flush()
+
+    def log_dict(self, run_id: str, data: Any, artifact_file: str) -> None:
+        self.client.log_dict(run_id, data, artifact_file)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, text, artifact_file)
+
+    def log_figure(self, run_id: str, figure: Any, artifact_file: str) -> None:
+        self.client.log_figure(run_id, figure, artifact_file)
+
+    def log_table(self, run_id: str, rows: list[dict[str, Any]], artifact_file: str) -> None:
+        import pandas as pd
+
+        self.client.log_table(run_id, data=pd.DataFrame(rows), artifact_file=artifact_file)
+
+    def end(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    def status(self, run_id: str) -> str:
+        return self.client.get_run(run_id).info.status
+
+
+def _param_text(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text[:_PARAM_CHARS]
+
+
+class MetricBuffer:
+    """Collects metric points and sends them in batches of up to 1000."""
+
+    def __init__(self, tracker: Tracker, run_id: str, flush_every: int = 200):
+        self.tracker = tracker
+        self.run_id = run_id
+        self.flush_every = flush_every
+        self._pending: list[Any] = []
+        self.batches_sent = 0
+
+    def add(self, metrics: Mapping[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._pending += [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        if len(self._pending) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for i in range(0, len(pending), _BATCH_METRICS):
+            self.tracker.client.log_batch(self.run_id, metrics=pending[i : i + _BATCH_METRICS])
+            self.batches_sent += 1
+
+
+def flatten(prefix: str, data: Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, Mapping):
+            yield from flatten(name, value)
+        else:
+            yield name, value
+
+
+def environment_tags() -> dict[str, str]:
+    return {"harness.host": os.uname().nodename, "harness.pid": str(os.getpid())}

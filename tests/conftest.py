@@ -1,0 +1,105 @@
+"""Real small things: a tiny random Llama with SmolLM2's tokenizer, MLflow and Optuna in tmp_path."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SYSTEM = "You are a professional and friendly programmer."
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer() -> Any:
+    """SmolLM2's real tokenizer (ChatML template), read straight from the packaged GGUF."""
+    from transformers import AutoTokenizer
+
+    from harness.models import packaged_gguf
+
+    gguf = packaged_gguf("smollm2")
+    return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory, smol_tokenizer: Any) -> Path:
+    """A randomly initialised 2-layer Llama (about 3M params) saved like any local model."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(smol_tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=smol_tokenizer.bos_token_id,
+        eos_token_id=smol_tokenizer.eos_token_id,
+    )
+    directory = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(directory)
+    smol_tokenizer.save_pretrained(directory)
+    return directory
+
+
+def chat_record(question: str, answer: str, **assistant: Any) -> dict[str, Any]:
+    return {
+        "messages": [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": answer, **assistant},
+        ]
+    }
+
+
+def write_jsonl(path: Path, records: list[Any]) -> Path:
+    lines = [r if isinstance(r, str) else json.dumps(r) for r in records]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def chat_files(tmp_path: Path) -> tuple[Path, Path]:
+    train = [chat_record(f"How do I reverse list number {i} in Python?", f"Use reversed() or slicing [::-1] ({i}).") for i in range(12)]
+    heldout = [chat_record(f"What does git stash do, case {i}?", "It shelves uncommitted changes.") for i in range(4)]
+    return write_jsonl(tmp_path / "train.jsonl", train), write_jsonl(tmp_path / "heldout.jsonl", heldout)
+
+
+@pytest.fixture
+def study_yaml(tmp_path: Path, chat_files: tuple[Path, Path], tiny_llama_dir: Path) -> Path:
+    """A 2-trial study on the tiny Llama with every store inside tmp_path."""
+    train, heldout = chat_files
+    config = {
+        "study_name": "tiny",
+        "base_model": str(tiny_llama_dir),
+        "system_prompt": SYSTEM,
+        "max_seq_length": 256,
+        "data": {"train_file": str(train), "validation_file": str(heldout)},
+        "search_space": {
+            "epochs": 1,
+            "batch_size": [2, 4],
+            "lr_multiplier": {"low": 0.5, "high": 2.0, "log": True},
+            "dropout": {"low": 0.0, "high": 0.1},
+            "method": ["lora", "full"],
+        },
+        "training": {"eval_steps": 2, "work_dir": str(tmp_path / "work"), "precision": "fp32"},
+        "sampler": {"type": "random", "seed": 1},
+        "pruner": {"type": "none"},
+        "n_trials": 2,
+        "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlruns/mlflow.db"},
+        "storage": f"sqlite:///{tmp_path}/mlruns/optuna.db",
+    }
+    import yaml
+
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path

@@ -1,0 +1,65 @@
+"""The command line: bad input stops before any run exists; trials are listed from storage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from harness.cli import app
+
+runner = CliRunner()
+
+
+def mlflow_runs(tmp_path: Path) -> list:
+    db = tmp_path / "mlruns" / "mlflow.db"
+    if not db.exists():
+        return []
+    client = MlflowClient(f"sqlite:///{db}")
+    return [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "message"),
+    [
+        ("{not json", "malformed JSON"),
+        (json.dumps({"messages": [{"role": "user", "content": "q"}]}), "no assistant message"),
+        (json.dumps({"messages": [{"role": "bot", "content": "q"}, {"role": "assistant", "content": "a"}]}), "unknown role 'bot'"),
+        (json.dumps({"messages": [{"role": "user", "content": ""}, {"role": "assistant", "content": "a"}]}), "missing or empty content"),
+        (json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": 0.5}]}), "must be 0 or 1"),
+        (json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "long " * 400}]}), "exceeds max_seq_length"),
+    ],
+)
+def test_bad_data_names_file_and_line_and_leaves_no_run(study_yaml: Path, tmp_path: Path, bad_line: str, message: str) -> None:
+    train = Path(yaml.safe_load(study_yaml.read_text())["data"]["train_file"])
+    lines = train.read_text().splitlines()
+    lines.insert(2, bad_line)
+    train.write_text("\n".join(lines) + "\n")
+    result = runner.invoke(app, ["sweep", str(study_yaml)])
+    assert result.exit_code == 2
+    assert f"{train}:3:" in result.output and message in result.output
+    assert mlflow_runs(tmp_path) == []
+
+
+def test_config_error_names_the_key(study_yaml: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["sweep", str(study_yaml), "search_space.epoch=3"])
+    assert result.exit_code == 2
+    assert "search_space.epoch: unknown key" in result.output
+    assert mlflow_runs(tmp_path) == []
+
+
+def test_trials_lists_the_study(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(study_name="listed", storage=storage)
+    study.enqueue_trial({"epochs": 2})
+    study.optimize(lambda t: t.suggest_int("epochs", 1, 3) * 1.0, n_trials=1)
+    result = runner.invoke(app, ["trials", "listed", "--storage", storage])
+    assert result.exit_code == 0
+    assert "COMPLETE" in result.output and "epochs=2" in result.output
+    missing = runner.invoke(app, ["trials", "nope", "--storage", storage])
+    assert missing.exit_code == 2

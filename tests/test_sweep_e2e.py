@@ -1,0 +1,114 @@
+"""End to end: real training of a tiny Llama, read back from MLflow and Optuna."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from harness.config import load_config
+from harness.study import run_sweep
+
+pytestmark = pytest.mark.slow
+NO_EVAL = ["evaluation.enabled=false"]
+
+
+def child_runs(client: MlflowClient, experiment: str) -> list:
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id])
+    return sorted((r for r in runs if "mlflow.parentRunId" in r.data.tags), key=lambda r: int(r.data.tags["harness.trial_number"]))
+
+
+def test_two_trial_sweep_logs_curves_and_resumes(study_yaml: Path) -> None:
+    config = load_config(study_yaml, NO_EVAL)
+    result = run_sweep(config)
+    client = MlflowClient(config.mlflow.tracking_uri)
+
+    study = optuna.load_study(study_name="tiny", storage=config.storage)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    runs = child_runs(client, "tiny")
+    assert [r.info.run_id for r in runs] == [t.user_attrs["mlflow_run_id"] for t in study.trials]
+    for run, trial in zip(runs, study.trials, strict=True):
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == result.parent_run_id
+        assert {"epochs", "batch_size", "lr_multiplier", "dropout", "method"} <= set(run.data.params)
+        assert run.data.params["method"] == trial.params["method"]
+        train_curve = client.get_metric_history(run.info.run_id, "train_loss")
+        eval_curve = client.get_metric_history(run.info.run_id, "eval_loss")
+        assert len(train_curve) >= 3 and len({m.step for m in train_curve}) == len(train_curve)
+        assert len(eval_curve) >= 2
+        for name in ("learning_rate", "grad_norm", "tokens_per_second"):
+            assert client.get_metric_history(run.info.run_id, name), name
+        assert run.data.metrics["objective"] == pytest.approx(trial.value)
+    parent = client.get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["best.trial_number"] == str(study.best_trial.number)
+    artifacts = {a.path for a in client.list_artifacts(result.parent_run_id)}
+    assert {"trials.json", "config.json", "plots"} <= artifacts
+
+    # Same study name again with a higher target: finished trials are not rerun.
+    again = run_sweep(load_config(study_yaml, [*NO_EVAL, "n_trials=3"]))
+    study = optuna.load_study(study_name="tiny", storage=config.storage)
+    assert [t.number for t in study.trials] == [0, 1, 2]
+    assert again.parent_run_id == result.parent_run_id
+    assert len(child_runs(client, "tiny")) == 3
+
+
+def test_full_and_lora_trials_leave_the_shared_base_untouched(study_yaml: Path) -> None:
+    from harness import models
+
+    config = load_config(study_yaml, [*NO_EVAL, "sampler.type=grid", "search_space.batch_size=2", "search_space.dropout=0.0", "search_space.lr_multiplier=1.0"])
+    base = models.load_base(config.base_model)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    run_sweep(config)
+    after = base.state_dict()
+    assert before.keys() == after.keys()
+    assert all((before[k] == after[k]).all() for k in before)
+    assert not any("lora" in name for name, _ in base.named_modules())
+
+
+def test_sigkill_mid_trial_then_resume(study_yaml: Path, tmp_path: Path) -> None:
+    overrides = [*NO_EVAL, "n_trials=1", "search_space.epochs=200", "search_space.method=lora"]
+    config = load_config(study_yaml, overrides)
+    env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "sweep", str(study_yaml), *overrides],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    storage = config.storage
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        time.sleep(1)
+        if not (tmp_path / "mlruns" / "optuna.db").exists():
+            continue
+        try:
+            study = optuna.load_study(study_name="tiny", storage=storage)
+        except (KeyError, sqlalchemy.exc.OperationalError):
+            continue  # the sweep has not created the study yet
+        if study.trials and study.trials[0].user_attrs.get("mlflow_run_id"):
+            time.sleep(3)  # well into training
+            break
+    else:
+        process.kill()
+        pytest.fail("the sweep never started a trial")
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_run = study.trials[0].user_attrs["mlflow_run_id"]
+    client = MlflowClient(config.mlflow.tracking_uri)
+    assert client.get_run(killed_run).info.status == "RUNNING"  # SIGKILL: nothing could run
+
+    result = run_sweep(load_config(study_yaml, [*NO_EVAL, "n_trials=1", "search_space.epochs=1", "search_space.method=lora"]))
+    assert result.reconciled == [0]
+    assert client.get_run(killed_run).info.status == "FAILED"
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert study.trials[1].user_attrs["harness.retry_of"] == 0

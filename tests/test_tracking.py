@@ -1,0 +1,37 @@
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from harness.tracking import MetricBuffer, Tracker
+
+
+def test_metrics_go_in_batches_and_read_back_with_steps(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = Tracker(uri, "exp")
+    parent = tracker.parent_run("exp", {})
+    child = tracker.child_run(parent, "trial-0", {"harness.trial_number": "0"})
+    buffer = MetricBuffer(tracker, child, flush_every=100)
+    for step in range(250):
+        buffer.add({"train_loss": 3.0 - step / 100, "learning_rate": 1e-4}, step)
+    buffer.flush()
+    assert buffer.batches_sent == 5  # 500 points, flushed every 100: 5 round-trips, not 500
+    history = MlflowClient(uri).get_metric_history(child, "train_loss")
+    assert [m.step for m in history] == list(range(250))
+    run = MlflowClient(uri).get_run(child)
+    assert run.data.tags["mlflow.parentRunId"] == parent
+
+
+def test_parent_run_is_reopened_not_duplicated(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    first = Tracker(uri, "study").parent_run("study", {})
+    Tracker(uri, "study").end(first, "FINISHED")
+    again = Tracker(uri, "study").parent_run("study", {})
+    assert again == first
+    assert MlflowClient(uri).get_run(first).info.status == "RUNNING"
+
+
+def test_artifacts_live_beside_the_sqlite_store(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/store/mlflow.db"
+    tracker = Tracker(uri, "exp")
+    location = MlflowClient(uri).get_experiment(tracker.experiment_id).artifact_location
+    assert location.startswith((tmp_path / "store" / "artifacts").as_uri())
