@@ -78,6 +78,7 @@ def sweep(
     n_trials: Annotated[int | None, typer.Option(help="total trials the study should reach")] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI")] = None,
     storage: Annotated[str | None, typer.Option(help="Optuna storage URL")] = None,
+    dry_run: Annotated[bool, typer.Option(help="validate, estimate and show the first trials; train nothing")] = False,
 ) -> None:
     """Run (or resume) an Optuna study whose trials fine-tune and log to MLflow."""
     extra = [
@@ -92,6 +93,9 @@ def sweep(
     ]
     config = load(config_path, [*(overrides or []), *extra])
     _quiet_libraries()
+    if dry_run:
+        _dry_run(config)
+        return
     from harness.study import run_sweep
 
     try:
@@ -106,6 +110,16 @@ def sweep(
         console.print(f"re-queued trials whose process had died: {result.reconciled}")
     _print_trials(result.study)
     console.print(f"MLflow parent run {result.parent_run_id} in {config.mlflow.tracking_uri}")
+
+
+def _dry_run(config: StudyConfig) -> None:
+    from harness import backends
+
+    try:
+        text = backends.create(config).dry_run(config.n_trials or 5)
+    except USER_ERRORS as exc:
+        raise _fail(str(exc)) from None
+    Console().print(text, highlight=False, markup=False, soft_wrap=True)
 
 
 def _print_trials(study: Any) -> None:

@@ -116,9 +116,45 @@ class TrainingConfig(_Frozen):
     seed: int = 0
 
 
+Direction = Literal["minimize", "maximize"]
+
+
+class ObjectiveTerm(_Frozen):
+    metric: str
+    direction: Direction = "minimize"
+
+
 class ObjectiveConfig(_Frozen):
+    """One metric; or ``weights`` (a weighted sum, optimised in ``direction``); or ``metrics``
+    (multi-objective: Optuna keeps the Pareto front)."""
+
     metric: str = "eval_loss"
-    direction: Literal["minimize", "maximize"] = "minimize"
+    direction: Direction = "minimize"
+    weights: dict[str, float] = Field(default_factory=dict)
+    metrics: list[ObjectiveTerm] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ObjectiveConfig:
+        if self.weights and self.metrics:
+            raise ValueError("give weights (a composite) or metrics (multi-objective), not both")
+        if len(self.metrics) == 1:
+            raise ValueError("a multi-objective study needs at least two metrics; use metric for one")
+        return self
+
+    @property
+    def is_multi(self) -> bool:
+        return bool(self.metrics)
+
+    @property
+    def directions(self) -> list[str]:
+        return [t.direction for t in self.metrics] if self.metrics else [self.direction]
+
+    @property
+    def names(self) -> list[str]:
+        """What the study optimises, as it is named on runs and in reports."""
+        if self.metrics:
+            return [t.metric for t in self.metrics]
+        return ["composite" if self.weights else self.metric]
 
 
 class SamplerConfig(_Frozen):

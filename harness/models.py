@@ -46,11 +46,15 @@ def packaged_gguf(spec: str) -> Path:
     return path
 
 
+def _cache_dir(spec: str, gguf: Path) -> Path:
+    return cache_root() / "models" / f"{spec}-{gguf.stat().st_size}"
+
+
 def resolve(spec: str) -> ModelSource:
     """Where the weights for ``spec`` live, converting a packaged GGUF on first use."""
     if spec in PACKAGED:
         gguf = packaged_gguf(spec)
-        target = cache_root() / "models" / f"{spec}-{gguf.stat().st_size}"
+        target = _cache_dir(spec, gguf)
         if not (target / "config.json").exists():
             _convert_gguf(gguf, target)
         return ModelSource(spec, str(target), gguf)
@@ -99,9 +103,14 @@ def _offline() -> bool:
 def load_tokenizer(spec: str) -> Any:
     from transformers import AutoTokenizer
 
-    source = resolve(spec)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source.path, local_files_only=_offline())
+        if spec in PACKAGED and not (_cache_dir(spec, packaged_gguf(spec)) / "config.json").exists():
+            # Only the tokenizer is wanted (a token count, say): read it from the GGUF (~6 s)
+            # rather than pay for converting the whole model.
+            gguf = packaged_gguf(spec)
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(resolve(spec).path, local_files_only=_offline())
     except OSError as exc:
         raise ModelError(f"cannot load tokenizer for {spec!r}: {exc}") from exc
     if tokenizer.pad_token is None:

@@ -11,7 +11,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from harness.backends.base import Backend, TrialContext, TrialStopped
+from harness.backends.base import Backend, TrainResult, TrialContext, TrialStopped
 from harness.config import ObjectiveConfig, StudyConfig
 from harness.search_space import suggest
 from harness.tracking import TAG_STATE, TAG_STUDY, TAG_TRIAL, MetricBuffer, Tracker
@@ -32,13 +32,26 @@ class ObjectiveMetricMissing(RuntimeError):
     """The configured objective metric was not produced by the trial."""
 
 
-def objective_value(objective: ObjectiveConfig, metrics: Mapping[str, float]) -> float:
-    """Pure: pick the study's objective out of a trial's final metrics."""
-    if objective.metric not in metrics:
-        raise ObjectiveMetricMissing(
-            f"objective.metric {objective.metric!r} not among the trial's metrics {sorted(metrics)}"
-        )
-    return float(metrics[objective.metric])
+def _metric(metrics: Mapping[str, float], name: str) -> float:
+    if name not in metrics:
+        raise ObjectiveMetricMissing(f"objective metric {name!r} not among the trial's metrics {sorted(metrics)}")
+    return float(metrics[name])
+
+
+def objective_value(objective: ObjectiveConfig, metrics: Mapping[str, float]) -> float | list[float]:
+    """Pure: the study's objective from a trial's final metrics (a list when multi-objective)."""
+    if objective.metrics:
+        return [_metric(metrics, term.metric) for term in objective.metrics]
+    if objective.weights:
+        return sum(weight * _metric(metrics, name) for name, weight in objective.weights.items())
+    return _metric(metrics, objective.metric)
+
+
+def objective_metrics(objective: ObjectiveConfig, value: float | list[float]) -> dict[str, float]:
+    """Pure: how the objective is logged on the trial's run."""
+    if isinstance(value, list):
+        return {f"objective/{name}": v for name, v in zip(objective.names, value, strict=True)}
+    return {"objective": value}
 
 
 def outcome_tags(state: TrialState, error: BaseException | None = None) -> dict[str, str]:
@@ -61,9 +74,13 @@ def _spent(trial: optuna.Trial, key: str) -> float:
     return float(sum(t.user_attrs.get(key, 0.0) for t in others if t.number != trial.number))
 
 
-def reporter(trial: optuna.Trial) -> Callable[[float, int], None]:
+def reporter(trial: optuna.Trial, objective: ObjectiveConfig) -> Callable[[float, int], None]:
+    """Intermediate eval loss for the pruner, signed so that better always moves the study's way."""
+
     def report(value: float, step: int) -> None:
-        trial.report(value, step)
+        if objective.is_multi:
+            return  # Optuna's pruners are single-objective
+        trial.report(value if objective.direction == "minimize" else -value, step)
         if trial.should_prune():
             raise optuna.TrialPruned(f"eval_loss {value:.4f} at step {step}")
 
@@ -80,8 +97,9 @@ class TrialRunner:
     parent_run_id: str
     run_tags: Mapping[str, str]
     progress: Any = None
+    evaluator: Any = None  # harness.evaluation.trial.Evaluator when evaluation is on
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
         params = suggest(trial, self.config.search_space)
         tags = {**self.run_tags, TAG_STUDY: self.config.study_name, TAG_TRIAL: str(trial.number)}
         run_id = self.tracker.child_run(self.parent_run_id, f"trial-{trial.number}", tags)
@@ -91,7 +109,7 @@ class TrialRunner:
         ctx = TrialContext(
             number=trial.number,
             log_metrics=buffer.add,
-            report=reporter(trial),
+            report=reporter(trial, self.config.objective),
             set_attr=trial.set_user_attr,
             attrs=trial.user_attrs,
             progress=self.progress,
@@ -101,9 +119,13 @@ class TrialRunner:
         try:
             self.tracker.log_params(run_id, params.as_flat_dict())
             result = self.backend.train(params, ctx)
-            self.tracker.log_params(run_id, result.params)
-            value = objective_value(self.config.objective, result.metrics)
-            buffer.add({**result.metrics, "objective": value}, step=0)
+            try:
+                self.tracker.log_params(run_id, result.params)
+                metrics = {**result.metrics, **self.evaluate(result, run_id)}
+            finally:
+                result.release()
+            value = objective_value(self.config.objective, metrics)
+            buffer.add({**metrics, **objective_metrics(self.config.objective, value)})
         except optuna.TrialPruned as pruned:
             self._finish(run_id, buffer, TrialState.PRUNED, pruned)
             raise
@@ -121,6 +143,12 @@ class TrialRunner:
             raise
         self._finish(run_id, buffer, TrialState.COMPLETE)
         return value
+
+    def evaluate(self, result: TrainResult, run_id: str) -> dict[str, float]:
+        """Consistency scores for a trained model; empty when evaluation is off or impossible."""
+        if self.evaluator is None or result.answer is None:
+            return {}
+        return self.evaluator.evaluate(result.answer, run_id)
 
     def _finish(
         self,

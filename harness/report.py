@@ -8,6 +8,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from harness.config import ObjectiveConfig
 from harness.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             "number": t.number,
             "state": t.state.name,
             "params": dict(t.params),
-            "objective": t.value if t.state == TrialState.COMPLETE else None,
+            "objective": _objective(t),
             "mlflow_run_id": t.user_attrs.get("mlflow_run_id", ""),
             "duration_s": t.duration.total_seconds() if t.duration else None,
         }
@@ -28,10 +29,16 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     ]
 
 
+def _objective(trial: FrozenTrial) -> float | list[float] | None:
+    if trial.state != TrialState.COMPLETE or trial.values is None:
+        return None
+    return trial.values[0] if len(trial.values) == 1 else list(trial.values)
+
+
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The best COMPLETE trial, or None while there is none (Optuna's own raises)."""
+    """The best COMPLETE trial, or None while there is none or the study is multi-objective."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
+    if not complete or len(study.directions) > 1:
         return None
     return study.best_trial
 
@@ -39,6 +46,8 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
 def _plots(study: optuna.Study) -> dict[str, Any]:
     from optuna import visualization as vis
 
+    if len(study.directions) > 1:
+        return {"plots/pareto_front.html": vis.plot_pareto_front(study)}
     figures: dict[str, Any] = {"plots/optimization_history.html": vis.plot_optimization_history(study)}
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(complete) >= 2:
@@ -51,22 +60,35 @@ def _plots(study: optuna.Study) -> dict[str, Any]:
     return figures
 
 
-def summarise(study: optuna.Study, tracker: Tracker, parent_id: str, metric: str) -> None:
-    """Best trial, the table of all trials and study plots, on the parent run."""
+def summarise(study: optuna.Study, tracker: Tracker, parent_id: str, objective: ObjectiveConfig) -> None:
+    """Best trial (or Pareto front), the table of all trials and study plots, on the parent run."""
     rows = trial_rows(study)
     if rows:
         flat = [{**{k: v for k, v in r.items() if k != "params"}, **r["params"]} for r in rows]
         tracker.log_table(parent_id, flat, "trials.json")
+    if objective.is_multi and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        front = [
+            {"number": t.number, "mlflow_run_id": t.user_attrs.get("mlflow_run_id", ""),
+             **dict(zip(objective.names, t.values, strict=True)), **t.params}
+            for t in study.best_trials
+        ]
+        tracker.log_table(parent_id, front, "pareto_front.json")
+        tracker.set_tags(parent_id, {"pareto.trial_numbers": [r["number"] for r in front]})
     counts = {state.name.lower(): 0 for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     for row in rows:
         key = row["state"].lower()
         if key in counts:
             counts[key] += 1
     tracker.log_metrics(parent_id, {f"trials_{k}": float(v) for k, v in counts.items()})
+    for name, figure in _plots(study).items() if rows else ():
+        try:
+            tracker.log_figure(parent_id, figure, name)
+        except Exception as exc:  # a plot must never cost the study its summary
+            log.warning("could not log %s: %s", name, exc)
     best = best_trial(study)
     if best is None:
         return
-    tracker.log_metrics(parent_id, {f"best_{metric}": float(best.value or 0.0)})
+    tracker.log_metrics(parent_id, {f"best_{objective.names[0]}": float(best.value or 0.0)})
     tracker.set_tags(
         parent_id,
         {
@@ -75,11 +97,6 @@ def summarise(study: optuna.Study, tracker: Tracker, parent_id: str, metric: str
             "best.params": best.params,
         },
     )
-    for name, figure in _plots(study).items():
-        try:
-            tracker.log_figure(parent_id, figure, name)
-        except Exception as exc:  # a plot must never cost the study its summary
-            log.warning("could not log %s: %s", name, exc)
 
 
 def progress_callback(progress: Any, total: int) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -13,8 +14,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from harness import backends, report
 from harness.config import PrunerConfig, SamplerConfig, StudyConfig
+from harness.data.chat import DataError, Example, load_splits
+from harness.evaluation.trial import Evaluator, open_evaluator
 from harness.objective import ATTR_HOST, ATTR_INTERRUPTED, ATTR_PID, ATTR_RUN_ID, TrialRunner
-from harness.tracking import Tracker, flatten
+from harness.tracking import TAG_ROLE, Tracker, flatten
+
+log = logging.getLogger(__name__)
+BASELINE_ROLE = "baseline"
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 ATTR_RETRY_OF = "harness.retry_of"
@@ -64,7 +70,7 @@ def open_study(config: StudyConfig) -> optuna.Study:
         storage=make_storage(config.storage),
         sampler=make_sampler(config.sampler),
         pruner=make_pruner(config.pruner),
-        direction=config.objective.direction,
+        directions=config.objective.directions,
         load_if_exists=True,
     )
 
@@ -144,6 +150,7 @@ def run_sweep(config: StudyConfig, progress: Any = None) -> SweepResult:
     """Validate everything, then run the remaining trials; the parent run ends truthfully."""
     backend = backends.create(config)
     dataset = backend.prepare()  # bad data or model raise here, before any run or trial exists
+    train, heldout = evaluation_examples(config)
     study = open_study(config)
     tracker = Tracker(config.mlflow.tracking_uri, config.study_name, config.mlflow.artifact_location)
     reconciled = reconcile(study, tracker)
@@ -155,24 +162,63 @@ def run_sweep(config: StudyConfig, progress: Any = None) -> SweepResult:
         tracker.log_params(parent_id, {**config_params, **{f"data.{k}": v for k, v in dataset.items()}})
         tracker.log_dict(parent_id, config.model_dump(mode="json"), "config.json")
     remaining = max(0, (config.n_trials or 10**9) - trials_done(study))
-    runner = TrialRunner(config, backend, tracker, parent_id, tags, progress)
     started_before = _started(study)
     status = "FAILED"
     try:
-        if remaining:
-            timeout = config.timeout_minutes * 60 if config.timeout_minutes else None
-            callbacks = [report.progress_callback(progress, remaining)] if progress else []
-            study.optimize(runner, n_trials=remaining, timeout=timeout, catch=(Exception,), callbacks=callbacks)
+        with open_evaluator(config.evaluation, tracker, train, heldout) as evaluator:
+            if evaluator is not None and config.evaluation.baseline:
+                ensure_baseline(backend, evaluator, tracker, parent_id, tags)
+            runner = TrialRunner(config, backend, tracker, parent_id, tags, progress, evaluator)
+            if remaining:
+                _optimize(study, runner, config, remaining, progress)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
         try:
-            report.summarise(study, tracker, parent_id, config.objective.metric)
+            report.summarise(study, tracker, parent_id, config.objective)
         finally:
             tracker.end(parent_id, status)
     return SweepResult(study, parent_id, _started(study) - started_before, reconciled)
+
+
+def _optimize(study: optuna.Study, runner: TrialRunner, config: StudyConfig, n_trials: int, progress: Any) -> None:
+    timeout = config.timeout_minutes * 60 if config.timeout_minutes else None
+    callbacks = [report.progress_callback(progress, n_trials)] if progress else []
+    # Remote jobs train elsewhere, so several can be in flight; local trials share one model.
+    n_jobs = config.openai.max_concurrent_jobs if config.backend != "local" else 1
+    study.optimize(runner, n_trials=n_trials, timeout=timeout, catch=(Exception,), callbacks=callbacks, n_jobs=n_jobs)
+
+
+def evaluation_examples(config: StudyConfig) -> tuple[list[Example], list[Example]]:
+    """The chat examples evaluation samples from; none for preference (DPO) data."""
+    if not config.evaluation.enabled:
+        return [], []
+    try:
+        return load_splits(config.data, config.system_prompt)
+    except DataError:
+        if config.backend == "local":
+            raise
+        log.warning("evaluation skipped: the training data is not chat data")
+        return [], []
+
+
+def ensure_baseline(backend: Any, evaluator: Evaluator, tracker: Tracker, parent_id: str, tags: dict[str, str]) -> None:
+    """Evaluate the untuned base model once per study, as the child run ``baseline``."""
+    base_answerer = getattr(backend, "base_answerer", None)
+    if base_answerer is None or tracker.find_runs(f"tags.`{TAG_ROLE}` = '{BASELINE_ROLE}'", max_results=1):
+        return
+    run_id = tracker.child_run(parent_id, BASELINE_ROLE, {**tags, TAG_ROLE: BASELINE_ROLE})
+    status = "FAILED"
+    try:
+        tracker.log_metrics(run_id, evaluator.evaluate(base_answerer(), run_id))
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        tracker.end(run_id, status)
 
 
 def _started(study: optuna.Study) -> int:

@@ -128,24 +128,36 @@ def _param_text(value: Any) -> str:
 
 
 class MetricBuffer:
-    """Collects metric points and sends them in batches of up to 1000."""
+    """Collects metric points and sends them in batches of up to 1000.
 
-    def __init__(self, tracker: Tracker, run_id: str, flush_every: int = 200):
+    A batch goes out when ``flush_every`` points wait or ``flush_seconds`` have passed, so the
+    UI's curves stay live during a long trial without a round-trip per value.
+    """
+
+    def __init__(self, tracker: Tracker, run_id: str, flush_every: int = 200, flush_seconds: float = 10.0):
         self.tracker = tracker
         self.run_id = run_id
         self.flush_every = flush_every
+        self.flush_seconds = flush_seconds
         self._pending: list[Any] = []
+        self._last_flush = time.monotonic()
         self.batches_sent = 0
+        self.last_step = 0
 
-    def add(self, metrics: Mapping[str, float], step: int) -> None:
+    def add(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Queue points; ``step=None`` means the latest step seen (final values end the curve)."""
         from mlflow.entities import Metric
 
+        step = self.last_step if step is None else step
+        self.last_step = max(self.last_step, step)
         now = int(time.time() * 1000)
         self._pending += [Metric(k, float(v), now, step) for k, v in metrics.items()]
-        if len(self._pending) >= self.flush_every:
+        due = time.monotonic() - self._last_flush >= self.flush_seconds
+        if len(self._pending) >= self.flush_every or due:
             self.flush()
 
     def flush(self) -> None:
+        self._last_flush = time.monotonic()
         pending, self._pending = self._pending, []
         for i in range(0, len(pending), _BATCH_METRICS):
             self.tracker.client.log_batch(self.run_id, metrics=pending[i : i + _BATCH_METRICS])

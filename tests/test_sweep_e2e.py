@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import mlflow
 import optuna
 import pytest
 import sqlalchemy
@@ -112,3 +113,42 @@ def test_sigkill_mid_trial_then_resume(study_yaml: Path, tmp_path: Path) -> None
     study = optuna.load_study(study_name="tiny", storage=storage)
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
     assert study.trials[1].user_attrs["harness.retry_of"] == 0
+
+
+def test_sweep_scores_every_trial_and_the_baseline(study_yaml: Path, tmp_path: Path) -> None:
+    overrides = [
+        "evaluation.train_sample_size=1",
+        "evaluation.heldout_sample_size=2",
+        "evaluation.max_new_tokens=12",
+        f"evaluation.judge.cache_path={tmp_path}/judge.sqlite",
+        "evaluation.judge.concurrency=1",
+        "evaluation.judge.max_tokens=120",
+    ]
+    config = load_config(study_yaml, overrides)
+    result = run_sweep(config)
+    client = MlflowClient(config.mlflow.tracking_uri)
+    mlflow.set_tracking_uri(config.mlflow.tracking_uri)  # load_table searches through the fluent API
+    runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("tiny").experiment_id])}
+    assert {"baseline", "trial-0", "trial-1"} <= set(runs)
+    for name in ("baseline", "trial-0", "trial-1"):
+        run = runs[name]
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == result.parent_run_id
+        metrics = run.data.metrics
+        for split in ("train", "heldout"):
+            assert -1.0 <= metrics[f"consistency/{split}/embedding"] <= 1.0
+            assert 0.0 <= metrics[f"consistency/{split}/rouge_l"] <= 1.0
+            judged = 2 if split == "heldout" else 1
+            missing = metrics[f"consistency/{split}/judge_missing"]
+            assert missing == judged or 0 <= metrics[f"consistency/{split}/judge"] <= 100
+        assert run.data.params["judge_rubric_hash"]
+        table = client.load_table(run.info.experiment_id, "eval/heldout.json", run_ids=[run.info.run_id])
+        assert len(table) == 2 and {"question", "reference", "answer", "embedding", "rouge_l", "judge"} <= set(table.columns)
+    # Trial answers differ from the baseline's, but the judge cache is keyed by content:
+    # a second identical study costs no judge calls.
+    assert runs["trial-0"].data.metrics["judge_calls"] + runs["trial-0"].data.metrics["judge_cache_hits"] == 3
+    # The baseline's answers are greedy from the same base: a second study re-judges nothing.
+    second = run_sweep(load_config(study_yaml, [*overrides, "study_name=tiny-again", "n_trials=1"]))
+    again = client.search_runs([client.get_experiment_by_name("tiny-again").experiment_id], "attributes.run_name = 'baseline'")
+    assert second.parent_run_id and again[0].data.metrics["judge_calls"] == 0
+    assert again[0].data.metrics["judge_cache_hits"] == 3

@@ -10,7 +10,7 @@ def test_metrics_go_in_batches_and_read_back_with_steps(tmp_path: Path) -> None:
     tracker = Tracker(uri, "exp")
     parent = tracker.parent_run("exp", {})
     child = tracker.child_run(parent, "trial-0", {"harness.trial_number": "0"})
-    buffer = MetricBuffer(tracker, child, flush_every=100)
+    buffer = MetricBuffer(tracker, child, flush_every=100, flush_seconds=3600)
     for step in range(250):
         buffer.add({"train_loss": 3.0 - step / 100, "learning_rate": 1e-4}, step)
     buffer.flush()

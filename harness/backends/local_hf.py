@@ -20,20 +20,6 @@ from harness.data.tokenize import IGNORE_INDEX, TokenizedSet, tokenize_all
 from harness.search_space import TrialParams, micro_batches
 
 
-def load_splits(config: StudyConfig) -> tuple[list[chat.Example], list[chat.Example]]:
-    """Train and validation examples per the config, system prompt applied; raises DataError."""
-    data = config.data
-    train = chat.load_jsonl(data.train_file)
-    if data.validation_file is not None:
-        validation = chat.load_jsonl(data.validation_file)
-    else:
-        train, validation = chat.split(train, data.validation_split or 0.2, data.shuffle_seed)
-    return (
-        chat.with_system_prompt(train, config.system_prompt),
-        chat.with_system_prompt(validation, config.system_prompt),
-    )
-
-
 def cpu_has_bf16() -> bool:
     try:
         flags = Path("/proc/cpuinfo").read_text()
@@ -88,7 +74,7 @@ class LocalBackend:
 
     def prepare(self) -> dict[str, Any]:
         _check_training_args(list(self.config.search_space.training_args))
-        train, validation = load_splits(self.config)
+        train, validation = chat.load_splits(self.config.data, self.config.system_prompt)
         tokenizer = models.load_tokenizer(self.config.base_model)
         policy = self.config.data.too_long
         self.train_set = tokenize_all(tokenizer, train, self.config.max_seq_length, policy)
@@ -103,6 +89,23 @@ class LocalBackend:
             "train_trained_tokens": self.train_set.trained_tokens,
             "dropped_too_long": len(self.train_set.dropped) + len(self.eval_set.dropped),
         }
+
+    def dry_run(self, n_trials: int) -> str:
+        """Validate data and model, then show the first trials the sampler would run."""
+        from harness.study_sampling import sample_params
+
+        facts = self.prepare()
+        lines = [f"{self.config.study_name}: local training of {self.config.base_model}"]
+        lines += [f"  {key}: {value}" for key, value in facts.items()]
+        t = self.config.training
+        for number, params in enumerate(sample_params(self.config, n_trials)):
+            micro, accumulation = micro_batches(params.batch_size, t.max_micro_batch_size)
+            rate = t.base_learning_rate["lora" if params.is_lora else "full"] * params.lr_multiplier
+            lines.append(
+                f"  trial {number}: {params.as_flat_dict()} -> learning_rate {rate:.3g}, "
+                f"micro-batch {micro} x {accumulation} accumulation"
+            )
+        return "\n".join(lines)
 
     def _trial_model(self, params: TrialParams) -> Any:
         base = models.load_base(self.config.base_model)
@@ -156,39 +159,46 @@ class LocalBackend:
             **params.training_args,
         )
 
-    def train(self, params: TrialParams, ctx: TrialContext) -> TrainResult:
-        if self.train_set is None or self.eval_set is None:
-            raise RuntimeError("prepare() must run before train()")
+    def _trainer(self, model: Any, args: TrainingArguments, callbacks: list[Any]) -> Trainer:
         tokenizer = models.load_tokenizer(self.config.base_model)
-        work = self.config.training.work_dir.expanduser() / self.config.study_name / f"trial-{ctx.number}"
-        args = self.training_arguments(params, work, disable_tqdm=ctx.progress is not None)
-        model = self._trial_model(params)
-        metrics_cb, pruning_cb = MetricsCallback(ctx.log_metrics), PruningCallback(ctx.report)
-        callbacks: list[Any] = [metrics_cb, pruning_cb]
-        if ctx.progress is not None:
-            callbacks.append(RichProgressCallback(ctx.progress, f"trial {ctx.number} ({params.method})"))
+        assert self.train_set is not None and self.eval_set is not None
         trainer = Trainer(
             model=model,
             args=args,
             train_dataset=_features(self.train_set),
             eval_dataset=_features(self.eval_set),
             processing_class=tokenizer,
-            data_collator=DataCollatorForSeq2Seq(
-                tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX
-            ),
+            data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
             callbacks=callbacks,
         )
         trainer.remove_callback(PrinterCallback)  # with tqdm off it would print every log dict
+        return trainer
+
+    def train(self, params: TrialParams, ctx: TrialContext) -> TrainResult:
+        """Train one trial; the trained model stays in memory for ``answer`` until ``release``."""
+        if self.train_set is None or self.eval_set is None:
+            raise RuntimeError("prepare() must run before train()")
+        tokenizer = models.load_tokenizer(self.config.base_model)
+        work = self.config.training.work_dir.expanduser() / self.config.study_name / f"trial-{ctx.number}"
+        args = self.training_arguments(params, work, disable_tqdm=ctx.progress is not None)
+        model = self._trial_model(params)
+        # LoRA layers live inside the shared base: unloading restores it exactly, without merging.
+        release = model.unload if params.is_lora else (lambda: None)
+        metrics_cb, pruning_cb = MetricsCallback(ctx.log_metrics), PruningCallback(ctx.report)
+        callbacks: list[Any] = [metrics_cb, pruning_cb]
+        if ctx.progress is not None:
+            callbacks.append(RichProgressCallback(ctx.progress, f"trial {ctx.number} ({params.method})"))
         try:
+            trainer = self._trainer(model, args, callbacks)
             trainer.train()
             pruning_cb.enabled = False
             final = trainer.evaluate()
             final_dir = work / "final"
             trainer.model.save_pretrained(final_dir)
             tokenizer.save_pretrained(final_dir)
-        finally:
-            if params.is_lora:
-                model.unload()  # restores the shared base's modules without merging
+        except BaseException:
+            release()
+            raise
         rates = metrics_cb.tokens_per_second
         metrics = {
             "eval_loss": float(final["eval_loss"]),
@@ -202,4 +212,33 @@ class LocalBackend:
             "bf16": args.bf16,
             "device": "cuda" if torch.cuda.is_available() else "cpu",
         }
-        return TrainResult(metrics=metrics, params=resolved, model_dir=final_dir)
+        return TrainResult(
+            metrics=metrics,
+            params=resolved,
+            model_dir=final_dir,
+            answer=self.answerer(model),
+            release=release,
+        )
+
+    def base_answerer(self) -> Any:
+        """Answers from the untuned base model: the study's before-picture."""
+        return self.answerer(models.load_base(self.config.base_model))
+
+    def answerer(self, model: Any) -> Any:
+        """Greedy batched answers from ``model`` (already in memory) for chat prompts."""
+        from harness.generation import generate
+
+        tokenizer = models.load_tokenizer(self.config.base_model)
+        settings = self.config.evaluation
+
+        def answer(prompts: list[list[dict[str, Any]]]) -> list[str]:
+            return generate(
+                model,
+                tokenizer,
+                prompts,
+                max_new_tokens=settings.max_new_tokens,
+                batch_size=settings.batch_size,
+                bf16=use_bf16(self.config.training.precision),
+            )
+
+        return answer

@@ -41,7 +41,8 @@ from harness.backends.openai_jobs import (
 from harness.backends.openai_preflight import Preflight, preflight
 from harness.backends.openai_watch import JobWatcher
 from harness.config import ConfigError, StudyConfig
-from harness.search_space import TrialParams, suggest
+from harness.search_space import TrialParams
+from harness.study_sampling import sample_params
 
 ATTR_JOB = "resume.openai_job_id"
 ATTR_COST = "estimated_cost_usd"
@@ -80,19 +81,6 @@ def check_setup(config: StudyConfig, dataset: RemoteDataset, estimate: Preflight
         raise DataError(
             [f"{len(dataset.train)} training examples; the service needs at least {needed}"]
         )
-
-
-def sample_params(config: StudyConfig, n_trials: int) -> list[TrialParams]:
-    """Parameters the configured sampler would draw first (its seeded startup phase)."""
-    from harness.study import make_sampler
-
-    study = optuna.create_study(sampler=make_sampler(config.sampler))
-    drawn = []
-    for _ in range(n_trials):
-        trial = study.ask()
-        drawn.append(suggest(trial, config.search_space))
-        study.tell(trial, 0.0)
-    return drawn
 
 
 @contextlib.contextmanager

@@ -8,7 +8,10 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.config import DataConfig
 
 ROLES = frozenset({"system", "user", "assistant"})
 MESSAGE_KEYS = frozenset({"role", "content", "weight", "name"})
@@ -135,6 +138,16 @@ def split(examples: Sequence[Example], ratio: float, seed: int) -> tuple[list[Ex
     if n_validation >= len(shuffled):
         raise DataError([f"a validation split of {ratio} leaves no training examples"])
     return shuffled[n_validation:], shuffled[:n_validation]
+
+
+def load_splits(data: DataConfig, system_prompt: str | None) -> tuple[list[Example], list[Example]]:
+    """Train and validation examples per the config, system prompt applied; raises DataError."""
+    train = load_jsonl(data.train_file)
+    if data.validation_file is not None:
+        validation = load_jsonl(data.validation_file)
+    else:
+        train, validation = split(train, data.validation_split or 0.2, data.shuffle_seed)
+    return with_system_prompt(train, system_prompt), with_system_prompt(validation, system_prompt)
 
 
 def digest(examples: Sequence[Example]) -> str:

@@ -47,6 +47,8 @@ class EvaluationConfig(_Frozen):
     enabled: bool = True
     scorers: tuple[Scorer, ...] = ("embedding", "rouge_l", "judge")
     train_sample_size: int = Field(default=8, ge=0)
+    # None: every held-out (validation) example; a number: a fixed-seed sample of them.
+    heldout_sample_size: int | None = Field(default=None, ge=1)
     sample_seed: int = 0
     max_new_tokens: int = Field(default=192, ge=1)
     batch_size: int = Field(default=8, ge=1)

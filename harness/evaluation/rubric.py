@@ -1,0 +1,119 @@
+"""The judge rubric: criteria, score scale and prompt templates, loaded from YAML in evals/."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# evals/ lives at the repository root, beside the package.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class RubricError(ValueError):
+    """A rubric file that is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Criterion:
+    key: str
+    title: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Rubric:
+    """Everything the judge prompt depends on; ``hash`` identifies it in caches and logs."""
+
+    name: str
+    criteria: tuple[Criterion, ...]
+    overall: Criterion
+    system_prompt: str
+    user_template: str
+    scale_min: int
+    scale_max: int
+    hash: str
+    path: str = ""
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(c.key for c in self.criteria)
+
+    def messages(self, question: str, reference: str, answer: str) -> list[dict[str, str]]:
+        """The chat messages for one judgement."""
+        criteria = "\n".join(
+            f'- "{c.key}" ({c.title}): {c.description}' for c in (*self.criteria, self.overall)
+        )
+        user = self.user_template.format(
+            question=question,
+            reference=reference,
+            answer=answer,
+            criteria=criteria,
+            scale_min=self.scale_min,
+            scale_max=self.scale_max,
+        )
+        return [
+            {"role": "system", "content": self.system_prompt},
+            {"role": "user", "content": user},
+        ]
+
+    def to_percent(self, value: float) -> float:
+        """Map a score on the rubric scale to 0-100."""
+        span = self.scale_max - self.scale_min
+        return max(0.0, min(100.0, (value - self.scale_min) / span * 100.0))
+
+
+def resolve_rubric_path(path: Path | str) -> Path:
+    """A relative path is tried from the working directory, then from the repository root."""
+    path = Path(path).expanduser()
+    if path.is_absolute() or path.exists():
+        return path
+    fallback = REPO_ROOT / path
+    return fallback if fallback.exists() else path
+
+
+def load_rubric(path: Path | str) -> Rubric:
+    """Parse and validate a rubric YAML file."""
+    resolved = resolve_rubric_path(path)
+    try:
+        content = resolved.read_bytes()
+    except OSError as error:
+        raise RubricError(f"cannot read rubric {resolved}: {error}") from error
+    data = yaml.safe_load(content)
+    if not isinstance(data, dict):
+        raise RubricError(f"{resolved}: a rubric is a YAML mapping")
+    try:
+        return _build(data, hashlib.sha256(content).hexdigest()[:12], str(resolved))
+    except (KeyError, TypeError, ValueError) as error:
+        raise RubricError(f"{resolved}: {error!r}") from error
+
+
+def _build(data: dict[str, Any], digest: str, path: str) -> Rubric:
+    criteria = tuple(_criterion(k, v) for k, v in data["criteria"].items())
+    if not criteria:
+        raise ValueError("no criteria")
+    scale = data.get("scale", {"min": 1, "max": 9})
+    low, high = int(scale["min"]), int(scale["max"])
+    if not 0 <= low < high <= 9:
+        # Single-digit scores are single tokens on common tokenizers: what G-Eval weighting needs.
+        raise ValueError(f"scale must lie within 0..9 with min < max, got {low}..{high}")
+    rubric = Rubric(
+        name=str(data.get("name", "rubric")),
+        criteria=criteria,
+        overall=_criterion("overall", data["overall"]),
+        system_prompt=str(data["system_prompt"]),
+        user_template=str(data["user_template"]),
+        scale_min=low,
+        scale_max=high,
+        hash=digest,
+        path=path,
+    )
+    rubric.messages("q", "r", "a")  # fails early on a template with unknown placeholders
+    return rubric
+
+
+def _criterion(key: str, value: dict[str, Any]) -> Criterion:
+    return Criterion(key=key, title=str(value["title"]), description=str(value["description"]))

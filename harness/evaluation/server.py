@@ -1,0 +1,143 @@
+"""Start llama-cpp-python's OpenAI-compatible server for the judge, and always stop it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+HOST = "127.0.0.1"
+
+
+class ServerError(RuntimeError):
+    """The llama.cpp server did not come up."""
+
+
+def free_port() -> int:
+    """A port the OS reports free right now (a tiny race with other starters remains)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def server_command(
+    gguf: Path, port: int, n_ctx: int, n_threads: int | None, logits_all: bool = True
+) -> list[str]:
+    # llama_serve is `python -m llama_cpp.server` with a workaround for a crash on AMX CPUs.
+    command = [sys.executable, "-m", "harness.evaluation.llama_serve", "--model", str(gguf)]
+    command += ["--host", HOST, "--port", str(port), "--n_ctx", str(n_ctx)]
+    if n_threads is not None:
+        command += ["--n_threads", str(n_threads), "--n_threads_batch", str(n_threads)]
+    # logits_all: logprobs need every position's logits, which costs time and n_ctx x vocab floats.
+    command += ["--logits_all", str(logits_all)]
+    return [*command, "--verbose", "False"]
+
+
+@contextlib.contextmanager
+def llama_server(
+    gguf: Path,
+    *,
+    port: int | None = None,
+    n_ctx: int = 2048,
+    startup_timeout_s: float = 120,
+    n_threads: int | None = None,
+    logits_all: bool = True,
+) -> Iterator[str]:
+    """Serve ``gguf`` on 127.0.0.1 and yield the base_url (``http://127.0.0.1:PORT/v1``).
+
+    The server runs in its own process group, killed on exit whatever the reason
+    (exceptions and KeyboardInterrupt included).
+    """
+    with llama_servers(
+        gguf,
+        1,
+        ports=[port] if port else None,
+        n_ctx=n_ctx,
+        startup_timeout_s=startup_timeout_s,
+        n_threads=n_threads,
+    ) as urls:
+        yield urls[0]
+
+
+@contextlib.contextmanager
+def llama_servers(
+    gguf: Path,
+    count: int,
+    *,
+    ports: list[int] | None = None,
+    n_ctx: int = 2048,
+    startup_timeout_s: float = 120,
+    n_threads: int | None = None,
+    logits_all: bool = True,
+) -> Iterator[list[str]]:
+    """``count`` servers of the same model, started together; yields their base_urls."""
+    gguf = Path(gguf)
+    if not gguf.is_file():
+        raise ServerError(f"no GGUF file at {gguf}")
+    ports = ports or [free_port() for _ in range(count)]
+    with contextlib.ExitStack() as stack:
+        started = []
+        for port in ports:
+            log = stack.enter_context(tempfile.TemporaryFile())
+            process = subprocess.Popen(
+                server_command(gguf, port, n_ctx, n_threads, logits_all),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: one killpg stops its children too
+            )
+            stack.callback(_stop, process)
+            started.append((process, port, log))
+        deadline = time.monotonic() + startup_timeout_s
+        for process, port, log in started:
+            _wait_ready(process, port, log, deadline)
+        yield [f"http://{HOST}:{port}/v1" for _, port, _ in started]
+
+
+def _wait_ready(process: subprocess.Popen[bytes], port: int, log: object, deadline: float) -> None:
+    """Poll /v1/models until it answers 200; fail fast if the process dies."""
+    url = f"http://{HOST}:{port}/v1/models"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerError(f"llama.cpp server exited with {process.returncode}: {_tail(log)}")
+        with (
+            contextlib.suppress(OSError, urllib.error.URLError),
+            urllib.request.urlopen(url, timeout=2) as response,
+        ):
+            if response.status == 200:
+                return
+        time.sleep(0.2)
+    raise ServerError(f"llama.cpp server on port {port} not ready in time: {_tail(log)}")
+
+
+def _tail(log: object, limit: int = 2000) -> str:
+    with contextlib.suppress(Exception):
+        log.seek(0)  # type: ignore[attr-defined]
+        return log.read().decode(errors="replace")[-limit:]  # type: ignore[attr-defined]
+    return ""
+
+
+def _stop(process: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is left after ``grace_s``."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    else:
+        # The leader exited; children it forked may still hold the group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.evaluation.rubric import RubricError, load_rubric
+
+RUBRIC = Path(__file__).resolve().parents[2] / "evals" / "consistency_rubric.yaml"
+
+
+def test_seed_rubric_loads_with_the_four_criteria() -> None:
+    rubric = load_rubric(RUBRIC)
+    assert rubric.keys == ("structure", "content", "detail", "style")
+    assert rubric.overall.key == "overall"
+    assert (rubric.scale_min, rubric.scale_max) == (1, 9)
+    assert len(rubric.hash) == 12 and int(rubric.hash, 16) >= 0
+    assert load_rubric("evals/consistency_rubric.yaml").hash == rubric.hash
+
+
+def test_messages_fill_the_template_and_keep_braces_in_answers() -> None:
+    rubric = load_rubric(RUBRIC)
+    system, user = rubric.messages("How to loop?", "Use enumerate().", "d = {'a': {1}}")
+    assert system["role"] == "system" and "JSON" in system["content"]
+    assert "How to loop?" in user["content"] and "Use enumerate()." in user["content"]
+    assert "d = {'a': {1}}" in user["content"]
+    assert '"structure"' in user["content"] and "Level of detail" in user["content"]
+
+
+def test_percent_mapping() -> None:
+    rubric = load_rubric(RUBRIC)
+    assert rubric.to_percent(1) == 0.0
+    assert rubric.to_percent(9) == 100.0
+    assert rubric.to_percent(5) == 50.0
+
+
+def test_hash_follows_content(tmp_path: Path) -> None:
+    copy = tmp_path / "rubric.yaml"
+    copy.write_text(RUBRIC.read_text() + "\n# tweak\n")
+    assert load_rubric(copy).hash != load_rubric(RUBRIC).hash
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda text: text.replace("max: 9", "max: 100"),  # multi-token scores defeat weighting
+        lambda text: text.replace("{answer}", "{answer} {unknown}"),
+        lambda text: text.replace("criteria:", "criteriaX:"),
+    ],
+)
+def test_malformed_rubrics_fail_early(tmp_path: Path, mutate: object) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(mutate(RUBRIC.read_text()))  # type: ignore[operator]
+    with pytest.raises(RubricError):
+        load_rubric(bad)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(RubricError, match="cannot read"):
+        load_rubric("evals/no_such_rubric.yaml")
