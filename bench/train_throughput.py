@@ -68,10 +68,14 @@ def through_harness(backend: LocalBackend, trial: TrialParams) -> float:
     return logged["train_runtime_s"]
 
 
-def bare_loop(backend: LocalBackend, trial: TrialParams, fixed_length: int | None, max_steps: int | None = None) -> float:
+def bare_loop(
+    backend: LocalBackend, trial: TrialParams, fixed_length: int | None, max_steps: int | None = None
+) -> float:
     """A plain peft training loop; returns seconds spent in the loop."""
     tokenizer = models.load_tokenizer(backend.config.base_model)
-    lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=trial.dropout, target_modules=list(TARGETS), task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=8, lora_alpha=16, lora_dropout=trial.dropout, target_modules=list(TARGETS), task_type="CAUSAL_LM"
+    )
     model = get_peft_model(models.load_base(backend.config.base_model), lora)
     padding: dict[str, Any] = {"padding": True}
     if fixed_length:

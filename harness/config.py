@@ -174,6 +174,8 @@ class MlflowConfig(_Frozen):
     tracking_uri: str = "sqlite:///mlruns/mlflow.db"
     artifact_location: str | None = None
     registry_model_name: str | None = None
+    # Register the best trial's model at the end of every sweep (promotion stays a separate step).
+    register_best: bool = True
 
 
 class StudyConfig(_Frozen):

@@ -26,6 +26,8 @@ ATTR_RUN_ID = "mlflow_run_id"
 ATTR_HOST = "harness.host"
 ATTR_PID = "harness.pid"
 ATTR_INTERRUPTED = "harness.interrupted"
+TAG_MODEL_DIR = "harness.model_dir"
+TAG_REMOTE_MODEL = "harness.remote_model"
 
 
 class ObjectiveMetricMissing(RuntimeError):
@@ -66,6 +68,16 @@ def outcome_tags(state: TrialState, error: BaseException | None = None) -> dict[
         tags["harness.error"] = (str(error) or type(error).__name__)[:5000]
         if getattr(error, "code", ""):
             tags["harness.error_code"] = str(error.code)
+    return tags
+
+
+def model_tags(result: TrainResult) -> dict[str, str]:
+    """Where the trained model lives, for registration: local weights or a remote model id."""
+    tags = {}
+    if result.model_dir is not None:
+        tags[TAG_MODEL_DIR] = str(result.model_dir.resolve())
+    if result.remote_model is not None:
+        tags[TAG_REMOTE_MODEL] = result.remote_model
     return tags
 
 
@@ -121,6 +133,7 @@ class TrialRunner:
             result = self.backend.train(params, ctx)
             try:
                 self.tracker.log_params(run_id, result.params)
+                self.tracker.set_tags(run_id, model_tags(result))
                 metrics = {**result.metrics, **self.evaluate(result, run_id)}
             finally:
                 result.release()

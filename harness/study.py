@@ -171,6 +171,9 @@ def run_sweep(config: StudyConfig, progress: Any = None) -> SweepResult:
             runner = TrialRunner(config, backend, tracker, parent_id, tags, progress, evaluator)
             if remaining:
                 _optimize(study, runner, config, remaining, progress)
+        if config.mlflow.register_best:
+            from harness.registry import register_best
+            register_best(config, study)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -210,15 +213,8 @@ def ensure_baseline(backend: Any, evaluator: Evaluator, tracker: Tracker, parent
     if base_answerer is None or tracker.find_runs(f"tags.`{TAG_ROLE}` = '{BASELINE_ROLE}'", max_results=1):
         return
     run_id = tracker.child_run(parent_id, BASELINE_ROLE, {**tags, TAG_ROLE: BASELINE_ROLE})
-    status = "FAILED"
-    try:
+    with tracker.closing(run_id):
         tracker.log_metrics(run_id, evaluator.evaluate(base_answerer(), run_id))
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        tracker.end(run_id, status)
 
 
 def _started(study: optuna.Study) -> int:

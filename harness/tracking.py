@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,19 @@ class Tracker:
         import pandas as pd
 
         self.client.log_table(run_id, data=pd.DataFrame(rows), artifact_file=artifact_file)
+
+    @contextmanager
+    def closing(self, run_id: str) -> Iterator[str]:
+        """End the run truthfully however the block ends: FINISHED, KILLED (Ctrl-C) or FAILED."""
+        status = "FAILED"
+        try:
+            yield run_id
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            self.end(run_id, status)
 
     def end(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status=status)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from harness.data.chat import ROLES, DataError, load_jsonl, with_system_prompt
+from harness.data.chat import ROLES, DataError, load_jsonl, read_records, with_system_prompt
 
 Kind = Literal["chat", "dpo"]
 DPO_KEYS = frozenset({"input", "preferred_output", "non_preferred_output"})
@@ -119,31 +119,7 @@ def preference_problems(record: Any) -> list[str]:
 
 def load_preferences(path: Path) -> list[dict[str, Any]]:
     """Parse and check every DPO line; raise DataError listing all problems with file:line."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise DataError([f"{path}: cannot read: {exc.strerror}"]) from exc
-    except UnicodeDecodeError as exc:
-        raise DataError([f"{path}: not UTF-8 text ({exc.reason})"]) from exc
-    records: list[dict[str, Any]] = []
-    problems: list[str] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(f"{path}:{number}: malformed JSON: {exc.msg} (column {exc.colno})")
-            continue
-        found = preference_problems(record)
-        problems += [f"{path}:{number}: {p}" for p in found]
-        if not found:
-            records.append(record)
-    if not problems and not records:
-        problems.append(f"{path}: no examples")
-    if problems:
-        raise DataError(problems)
-    return records
+    return [record for _, record in read_records(path, preference_problems)]
 
 
 def _with_system(record: dict[str, Any], system_prompt: str | None) -> dict[str, Any]:

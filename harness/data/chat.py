@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,15 +89,18 @@ def record_problems(record: Any) -> list[str]:
     return problems
 
 
-def load_jsonl(path: Path) -> list[Example]:
-    """Parse and validate every line; raise DataError listing all problems, never a partial set."""
+def read_records(path: Path, check: Callable[[Any], list[str]]) -> list[tuple[str, Any]]:
+    """Parse every JSONL line and run ``check`` on it; raise DataError listing all problems.
+
+    Returns ``(file:line, record)`` pairs; never a partial set when anything is wrong.
+    """
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise DataError([f"{path}: cannot read: {exc.strerror}"]) from exc
     except UnicodeDecodeError as exc:
         raise DataError([f"{path}: not UTF-8 text ({exc.reason})"]) from exc
-    examples: list[Example] = []
+    records: list[tuple[str, Any]] = []
     problems: list[str] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -108,15 +111,20 @@ def load_jsonl(path: Path) -> list[Example]:
         except json.JSONDecodeError as exc:
             problems.append(f"{source}: malformed JSON: {exc.msg} (column {exc.colno})")
             continue
-        found = record_problems(record)
+        found = check(record)
         problems += [f"{source}: {p}" for p in found]
         if not found:
-            examples.append(Example(tuple(record["messages"]), source))
-    if not problems and not examples:
+            records.append((source, record))
+    if not problems and not records:
         problems.append(f"{path}: no examples")
     if problems:
         raise DataError(problems)
-    return examples
+    return records
+
+
+def load_jsonl(path: Path) -> list[Example]:
+    """Chat examples from a JSONL file, every line validated (see ``record_problems``)."""
+    return [Example(tuple(record["messages"]), source) for source, record in read_records(path, record_problems)]
 
 
 def with_system_prompt(examples: Sequence[Example], system_prompt: str | None) -> list[Example]:

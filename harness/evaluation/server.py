@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+_PR_SET_PDEATHSIG = 1
 HOST = "127.0.0.1"
 
 
@@ -94,6 +96,7 @@ def llama_servers(
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: one killpg stops its children too
+                preexec_fn=_die_with_parent,
             )
             stack.callback(_stop, process)
             started.append((process, port, log))
@@ -101,6 +104,13 @@ def llama_servers(
         for process, port, log in started:
             _wait_ready(process, port, log, deadline)
         yield [f"http://{HOST}:{port}/v1" for _, port, _ in started]
+
+
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM when the harness dies, even by SIGKILL (no orphans)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _wait_ready(process: subprocess.Popen[bytes], port: int, log: object, deadline: float) -> None:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.data.chat import Example
+from harness.data.chat import Example, digest
 from harness.evaluation.scoring import score_split
 from harness.evaluation.settings import EvaluationConfig
 from harness.tracking import Tracker
 
+TAG_EVAL_DIGEST = "harness.eval_digest"
 Answerer = Callable[[list[list[dict[str, Any]]]], list[str]]
 
 
@@ -38,8 +41,19 @@ class Evaluator:
     embedder: Any = None
     _counted: dict[str, int] = field(default_factory=lambda: {"calls": 0, "cache_hits": 0})
 
+    @property
+    def digest(self) -> str:
+        """Identity of this evaluation: same digest, scores comparable across runs and studies."""
+        h = hashlib.sha256(self.settings.model_dump_json(exclude={"enabled", "baseline"}).encode())
+        for split, examples in sorted(self.splits.items()):
+            h.update(f"{split}:{digest(examples)}".encode())
+        if self.judge is not None:
+            h.update(json.dumps(self.judge.params(), sort_keys=True).encode())
+        return h.hexdigest()[:16]
+
     def evaluate(self, answer: Answerer, run_id: str) -> dict[str, float]:
         """Generate, score, log tables and params on ``run_id``; return the metrics."""
+        self.tracker.set_tags(run_id, {TAG_EVAL_DIGEST: self.digest})
         metrics: dict[str, float] = {}
         for split, examples in self.splits.items():
             if not examples:

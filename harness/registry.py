@@ -1,0 +1,421 @@
+"""The MLflow Model Registry: register a trial's model, and promote it only on evidence.
+
+Registration logs the trial's model as a pyfunc model (see :mod:`harness.serving`) *linked to the
+trial's own run* (an MLflow 3 LoggedModel whose source run is the trial; the run is not reopened,
+so its status and end time stay what the trial left) and creates the model version with all its
+tags in the same call: a version never exists without the evidence that justified it, and its
+run link points at the trial's metrics, params and answer tables. Registering a run twice returns
+the existing version.
+
+Promotion writes in an order that keeps the registry truthful if it stops half-way: compare
+first (re-evaluating the champion if its scores came from another evaluation), then register and
+tag the candidate, then move ``previous`` to the old champion, and move the promoted alias last.
+If that last move fails, ``previous`` is put back: the champion keeps its alias and nothing claims
+a promotion that did not happen.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
+
+from harness.config import ObjectiveConfig, StudyConfig
+from harness.evaluation.trial import TAG_EVAL_DIGEST
+from harness.objective import ATTR_RUN_ID, ObjectiveMetricMissing, objective_value
+from harness.serving import log_model, spec_from_run, tracking_uri
+from harness.tracking import PARENT_ROLE, TAG_ROLE, TAG_STUDY, TAG_TRIAL
+
+log = logging.getLogger(__name__)
+TAG_RUN_ID = "harness.run_id"
+TAG_KIND = "harness.model_kind"
+TAG_PROMOTION = "harness.promotion"
+# On evaluation runs of a registered model (harness eval, champion re-evaluation).
+TAG_REGISTERED = "harness.registered_model"
+TAG_VERSION = "harness.model_version"
+TAG_DATASET = "harness.dataset_digest"
+COPIED_RUN_TAGS = (TAG_STUDY, TAG_TRIAL, "harness.base_model", TAG_DATASET, "harness.backend", TAG_EVAL_DIGEST)
+CHAMPION = "champion"
+PREVIOUS = "previous"
+
+
+class RegistryError(RuntimeError):
+    """A registration or promotion that cannot go ahead; the message says why."""
+
+
+def client_for(uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _signed(trial: FrozenTrial, directions: Sequence[str]) -> list[float]:
+    return [v if d == "minimize" else -v for v, d in zip(trial.values, directions, strict=True)]
+
+
+def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    return all(x <= y for x, y in zip(a, b, strict=True)) and any(x < y for x, y in zip(a, b, strict=True))
+
+
+def select_best(trials: Sequence[FrozenTrial], objective: ObjectiveConfig) -> FrozenTrial | None:
+    """Pure: the best COMPLETE trial with finite objective values, or None.
+
+    Multi-objective: among the Pareto front, the best on the *first* objective (ties: the lower
+    trial number). The same rule decides promotions, so the two never disagree.
+    """
+    directions = objective.directions
+    done = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE
+        and t.values is not None
+        and len(t.values) == len(directions)
+        and all(math.isfinite(v) for v in t.values)
+    ]
+    signed = {t.number: _signed(t, directions) for t in done}
+    front = [t for t in done if not any(_dominates(signed[o.number], signed[t.number]) for o in done)]
+    return min(front, key=lambda t: (signed[t.number][0], t.number), default=None)
+
+
+def objective_scores(metrics: Mapping[str, float], objective: ObjectiveConfig) -> dict[str, float]:
+    """Pure: objective name -> value from a run's metrics; empty when a metric is missing."""
+    try:
+        value = objective_value(objective, metrics)
+    except ObjectiveMetricMissing:
+        return {}
+    values = value if isinstance(value, list) else [value]
+    return dict(zip(objective.names, values, strict=True))
+
+
+def evaluation_only(objective: ObjectiveConfig) -> bool:
+    """Whether every objective metric comes from the consistency evaluation (so re-evaluation can
+    reproduce it); eval_loss, say, comes from training and cannot."""
+    names = [t.metric for t in objective.metrics] or list(objective.weights) or [objective.metric]
+    return all(n.startswith("consistency/") for n in names)
+
+
+def version_tags(run: Any, objective: ObjectiveConfig) -> dict[str, str]:
+    """Pure: what a model version records about the trial run it came from."""
+    tags = {k: run.data.tags[k] for k in COPIED_RUN_TAGS if k in run.data.tags}
+    tags[TAG_RUN_ID] = run.info.run_id
+    tags["harness.objective_directions"] = json.dumps(dict(zip(objective.names, objective.directions, strict=True)))
+    metrics = run.data.metrics
+    for name, value in objective_scores(metrics, objective).items():
+        tags[f"objective/{name}"] = f"{value:.6g}"
+    for key, value in metrics.items():
+        if key.startswith("consistency/") or key == "eval_loss":
+            tags[key] = f"{value:.6g}"
+    return tags
+
+
+def find_version(client: Any, name: str, run_id: str) -> Any | None:
+    """The version already registered from ``run_id`` under ``name``, if any."""
+    found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+def alias_version(client: Any, name: str, alias: str) -> Any | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None  # no such model, or the alias is not set
+
+
+def _ensure_registered_model(client: Any, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description="fine-tuned by harness; see version tags for evidence")
+
+
+def register(config: StudyConfig, run_id: str, client: Any = None) -> Any:
+    """Log the run's model and register it under ``config.registry_name``; returns the ModelVersion."""
+    client = client or client_for(config.mlflow.tracking_uri)
+    name = config.registry_name
+    existing = find_version(client, name, run_id)
+    if existing is not None:
+        return existing
+    run = client.get_run(run_id)
+    spec, weights = spec_from_run(run, config)
+    tags = {**version_tags(run, config.objective), TAG_KIND: spec.kind}
+    study, trial = tags.get(TAG_STUDY, config.study_name), tags.get(TAG_TRIAL, "?")
+    # Both steps read the fluent tracking URI (the registry looks the logged model up through it).
+    with tracking_uri(config.mlflow.tracking_uri):
+        info = log_model(spec, weights, run_id, tags={TAG_RUN_ID: run_id})
+        _ensure_registered_model(client, name)
+        return client.create_model_version(
+            name,
+            info.model_uri,
+            run_id=run_id,
+            tags=tags,
+            description=f"study {study}, trial {trial} ({spec.kind})",
+            model_id=info.model_id,
+        )
+
+
+def load_study(config: StudyConfig) -> Any:
+    import optuna
+
+    from harness.study import make_storage
+
+    try:
+        return optuna.load_study(study_name=config.study_name, storage=make_storage(config.storage))
+    except KeyError:
+        raise RegistryError(f"no study named {config.study_name!r} in {config.storage}") from None
+
+
+def best_run_id(config: StudyConfig, study: Any = None) -> str | None:
+    study = study or load_study(config)
+    best = select_best(study.get_trials(deepcopy=False), config.objective)
+    return best.user_attrs.get(ATTR_RUN_ID) if best is not None else None
+
+
+def register_best(config: StudyConfig, study: Any = None) -> Any | None:
+    """End of a sweep: register the best trial's model (idempotent); None when there is none.
+
+    A failure is logged, not raised: the sweep's trials stand whatever happens to the registry,
+    and ``harness promote`` registers the same model later.
+    """
+    try:
+        run_id = best_run_id(config, study)
+        version = register(config, run_id) if run_id else None
+    except Exception as exc:
+        log.warning("could not register the best trial's model in %s: %s", config.registry_name, exc)
+        return None
+    if version is not None:
+        log.info("registered %s version %s from run %s", config.registry_name, version.version, run_id)
+    return version
+
+
+def study_config(uri: str, *, study: str | None = None, run_id: str | None = None) -> StudyConfig:
+    """A study's config as its sweep logged it (``config.json`` on the parent run), found by the
+    study name or by any run of the study; its tracking URI becomes ``uri``."""
+    client = client_for(uri)
+    if run_id is not None:
+        experiment_id = client.get_run(run_id).info.experiment_id
+    else:
+        experiment = client.get_experiment_by_name(study)
+        if experiment is None:
+            raise RegistryError(f"no MLflow experiment named {study!r} in {uri}")
+        experiment_id = experiment.experiment_id
+    parents = client.search_runs([experiment_id], f"tags.`{TAG_ROLE}` = '{PARENT_ROLE}'", max_results=1)
+    if not parents:
+        raise RegistryError(f"experiment {experiment_id} in {uri} has no study parent run")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(parents[0].info.run_id, "config.json", tmp)
+        config = StudyConfig.model_validate(json.loads(Path(path).read_text()))
+    return config.model_copy(update={"mlflow": config.mlflow.model_copy(update={"tracking_uri": uri})})
+
+
+def version_rows(client: Any, name: str) -> list[dict[str, str]]:
+    """One row per version, newest first: aliases, source trial, objective, held-out scores."""
+    by_version: dict[str, list[str]] = {}
+    for alias, number in client.get_registered_model(name).aliases.items():
+        by_version.setdefault(str(number), []).append(alias)  # search results carry no aliases
+    rows = []
+    for v in sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: -int(v.version)):
+        tags = v.tags
+        scores = {k.removeprefix("consistency/"): tags[k] for k in sorted(tags) if k.startswith("consistency/heldout/")}
+        objective = {k.removeprefix("objective/"): tags[k] for k in sorted(tags) if k.startswith("objective/")}
+        rows.append({
+            "version": v.version,
+            "aliases": ", ".join(sorted(by_version.get(str(v.version), []))),
+            "study/trial": f"{tags.get(TAG_STUDY, '-')}/{tags.get(TAG_TRIAL, '-')}",
+            "run": v.run_id or "-",
+            "kind": tags.get(TAG_KIND, "-"),
+            "objective": ", ".join(f"{k}={s}" for k, s in objective.items()) or "-",
+            "held-out scores": ", ".join(f"{k}={s}" for k, s in scores.items()) or "-",
+            "eval digest": tags.get(TAG_EVAL_DIGEST, "-"),
+        })
+    return rows
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A model's objective values and where they were measured."""
+
+    run_id: str
+    values: dict[str, float]
+    eval_digest: str = ""
+    dataset_digest: str = ""
+
+    @classmethod
+    def of_run(cls, run: Any, objective: ObjectiveConfig) -> Scores:
+        tags = run.data.tags
+        values = objective_scores(run.data.metrics, objective)
+        return cls(run.info.run_id, values, tags.get(TAG_EVAL_DIGEST, ""), tags.get(TAG_DATASET, ""))
+
+    def comparable(self, other: Scores, objective: ObjectiveConfig) -> bool:
+        """Same evaluation (and, for training metrics such as eval_loss, the same data)."""
+        if not self.values or not other.values or self.eval_digest != other.eval_digest:
+            return False
+        return evaluation_only(objective) or self.dataset_digest == other.dataset_digest
+
+
+def beats(candidate: Scores, champion: Scores, objective: ObjectiveConfig) -> bool:
+    """Strictly better on the first objective (the rule select_best uses on the Pareto front)."""
+    name, direction = objective.names[0], objective.directions[0]
+    a, b = candidate.values[name], champion.values[name]
+    return a < b if direction == "minimize" else a > b
+
+
+@dataclass
+class PromotionResult:
+    name: str
+    alias: str
+    candidate_run_id: str
+    candidate: Scores
+    champion_version: str | None = None
+    champion: Scores | None = None
+    candidate_version: str | None = None
+    promoted: bool = False
+    dry_run: bool = False
+    reason: str = ""
+    reevaluation_run_id: str | None = None
+    already: bool = False  # the candidate already held the alias
+    written: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        head = "dry run: " if self.dry_run else ""
+        verdict = "promoted" if self.promoted else "not promoted"
+        if self.dry_run and self.promoted:
+            verdict = "would promote"
+        return f"{head}{verdict} run {self.candidate_run_id} to {self.name}@{self.alias}: {self.reason}"
+
+
+def _describe(scores: Scores, objective: ObjectiveConfig) -> str:
+    name = objective.names[0]
+    return f"{name}={scores.values[name]:.4g}"
+
+
+def _scored_runs(client: Any, name: str, version: Any) -> list[Any]:
+    """Runs that measured a version: its source run, then evaluations of it, newest first."""
+    runs = [client.get_run(version.run_id)] if version.run_id else []
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    query = (
+        f"tags.`{TAG_REGISTERED}` = '{name}' and tags.`{TAG_VERSION}` = '{version.version}'"
+        " and attributes.status = 'FINISHED'"
+    )
+    return runs + list(client.search_runs(experiments, query, order_by=["attributes.start_time DESC"]))
+
+
+def champion_scores(
+    config: StudyConfig, client: Any, version: Any, candidate: Scores, dry_run: bool
+) -> tuple[Scores | None, str | None, str]:
+    """The champion's scores comparable with the candidate's, re-evaluating it when needed.
+
+    Returns (scores or None, the re-evaluation run id, why there are none).
+    """
+    name, objective = config.registry_name, config.objective
+    for run in _scored_runs(client, name, version):
+        scores = Scores.of_run(run, objective)
+        if scores.comparable(candidate, objective):
+            return scores, None, ""
+    label = f"champion version {version.version}"
+    if not evaluation_only(objective):
+        return None, None, f"{label} was not measured like the candidate and {objective.names} cannot be re-measured"
+    if dry_run:
+        return None, None, f"{label} was scored under another evaluation; without --dry-run it is re-evaluated first"
+    from harness.evaluation.standalone import evaluate_model
+
+    result = evaluate_model(config, f"models:/{name}/{version.version}")
+    scores = Scores.of_run(client.get_run(result.run_id), objective)
+    if not scores.comparable(candidate, objective):
+        return None, result.run_id, f"{label} re-evaluated, but its scores are still not comparable"
+    return scores, result.run_id, ""
+
+
+def _move_aliases(client: Any, name: str, alias: str, version: str, old: Any | None) -> list[str]:
+    """``previous`` to the old champion, then ``alias`` last; undo ``previous`` if that fails."""
+    previous = PREVIOUS if alias == CHAMPION else f"{alias}-{PREVIOUS}"
+    before = alias_version(client, name, previous)
+    written = []
+    if old is not None:
+        client.set_registered_model_alias(name, previous, str(old.version))
+        written.append(f"{previous} -> {old.version}")
+    try:
+        client.set_registered_model_alias(name, alias, version)
+    except BaseException:
+        if old is not None:
+            _restore_alias(client, name, previous, before)
+        raise
+    return [*written, f"{alias} -> {version}"]
+
+
+def _restore_alias(client: Any, name: str, alias: str, before: Any | None) -> None:
+    try:
+        if before is None:
+            client.delete_registered_model_alias(name, alias)
+        else:
+            client.set_registered_model_alias(name, alias, str(before.version))
+    except Exception:  # the original error matters more; say what is left behind
+        log.exception("could not put alias %s of %s back to %s", alias, name, getattr(before, "version", None))
+
+
+def _judge(config: StudyConfig, client: Any, old: Any, result: PromotionResult) -> bool:
+    """Fill in the comparison with the current holder of the alias; True when the candidate wins."""
+    champion, result.reevaluation_run_id, why = champion_scores(config, client, old, result.candidate, result.dry_run)
+    result.champion = champion
+    if champion is None:
+        result.reason = why
+        return False
+    objective = config.objective
+    verdict = f"{_describe(result.candidate, objective)} vs version {old.version}'s {_describe(champion, objective)}"
+    if not beats(result.candidate, champion, objective):
+        result.reason = f"does not beat the champion: {verdict}"
+        return False
+    result.reason = f"beats the champion: {verdict} (eval digest {result.candidate.eval_digest or '-'})"
+    return True
+
+
+def promote(
+    config: StudyConfig,
+    run_id: str | None = None,
+    *,
+    alias: str = CHAMPION,
+    dry_run: bool = False,
+    force: bool = False,
+) -> PromotionResult:
+    """Promote ``run_id`` (default: the study's best trial) to ``registry_name@alias`` if it beats
+    the current holder on the study's objective under the same evaluation; ``force`` skips the
+    comparison, ``dry_run`` writes nothing (not even a re-evaluation run)."""
+    client = client_for(config.mlflow.tracking_uri)
+    name = config.registry_name
+    run_id = run_id or best_run_id(config)
+    if run_id is None:
+        raise RegistryError(f"study {config.study_name!r} has no complete trial to promote")
+    candidate = Scores.of_run(client.get_run(run_id), config.objective)
+    if not candidate.values and not force:
+        raise RegistryError(f"run {run_id} has no value for the objective {config.objective.names}; use --force")
+    old = alias_version(client, name, alias)
+    result = PromotionResult(name, alias, run_id, candidate, str(old.version) if old else None, dry_run=dry_run)
+    if old is not None and old.run_id == run_id:
+        result.reason = f"run {run_id} is already {name}@{alias} (version {old.version})"
+        result.already = True
+        return result
+    if force:
+        result.reason = "forced (no comparison)"
+    elif old is None:
+        result.reason = f"{name} has no {alias!r} yet"
+    elif not _judge(config, client, old, result):
+        return result
+    result.promoted = True
+    if dry_run:
+        return result
+    # Register and tag first, move aliases last: a failure before the final move changes no alias.
+    version = str(register(config, run_id, client).version)
+    result.candidate_version = version
+    client.set_model_version_tag(name, version, TAG_PROMOTION, f"{alias}: {result.reason}"[:5000])
+    result.written = [f"version {version} registered and tagged", *_move_aliases(client, name, alias, version, old)]
+    return result

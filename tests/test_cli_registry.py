@@ -1,0 +1,79 @@
+"""harness promote / models / generate / chat / eval, against a real MLflow store in tmp_path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from harness.cli import app
+from tests.test_registry import FAST_EVAL, aliases, make_trial_run, registry_config
+
+runner = CliRunner()
+
+
+def test_promote_list_and_use_the_champion(study_yaml: Path, tiny_llama_dir: Path) -> None:
+    config = registry_config(study_yaml)
+    uri = config.mlflow.tracking_uri
+    client = MlflowClient(uri)
+    worse = make_trial_run(config, 0, {"eval_loss": 1.0}, model_dir=tiny_llama_dir)
+    better = make_trial_run(config, 1, {"eval_loss": 0.5}, model_dir=tiny_llama_dir)
+
+    dry = runner.invoke(app, ["promote", str(study_yaml), "--run", worse, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "would promote" in dry.output and client.search_registered_models() == []
+
+    assert runner.invoke(app, ["promote", str(study_yaml), "--run", worse]).exit_code == 0
+    # By study name: the config comes from the study's parent run in the tracking store.
+    by_name = runner.invoke(app, ["promote", "tiny", "--run", better, "--tracking-uri", uri])
+    assert by_name.exit_code == 0, by_name.output
+    assert aliases(client, "tiny") == {"champion": "2", "previous": "1"}
+    # Only --run: the study is the run's experiment. The worse model does not win back the alias.
+    lost = runner.invoke(app, ["promote", "--run", worse, "--tracking-uri", uri])
+    assert lost.exit_code == 1 and "does not beat" in lost.output
+    assert aliases(client, "tiny") == {"champion": "2", "previous": "1"}
+
+    listed = runner.invoke(app, ["models", "tiny", "--tracking-uri", uri], env={"COLUMNS": "250"})
+    assert listed.exit_code == 0, listed.output
+    assert "champion" in listed.output and "previous" in listed.output and "eval_loss=0.5" in listed.output
+
+    said = runner.invoke(app, ["generate", "models:/tiny@champion", "hi", "--max-new-tokens", "3", "--tracking-uri", uri])
+    assert said.exit_code == 0, said.output
+    chat = runner.invoke(
+        app, ["chat", "models:/tiny@champion", "--max-new-tokens", "3", "--tracking-uri", uri], input="hi\n/reset\nhello\nexit\n"
+    )
+    assert chat.exit_code == 0, chat.output
+    assert chat.output.count("you>") == 4
+
+    assert runner.invoke(app, ["promote"]).exit_code == 2
+    missing = runner.invoke(app, ["models", "nope", "--tracking-uri", uri])
+    assert missing.exit_code == 2
+
+
+def test_eval_logs_any_model_as_a_run_of_the_study(study_yaml: Path, tiny_llama_dir: Path) -> None:
+    config = registry_config(study_yaml)
+    client = MlflowClient(config.mlflow.tracking_uri)
+    trial = make_trial_run(config, 0, {"eval_loss": 1.0}, model_dir=tiny_llama_dir)
+    assert runner.invoke(app, ["promote", str(study_yaml), "--run", trial]).exit_code == 0
+
+    for spec in ("base", trial, "models:/tiny@champion"):
+        result = runner.invoke(app, ["eval", str(study_yaml), "--model", spec, *FAST_EVAL])
+        assert result.exit_code == 0, result.output
+    experiment = client.get_experiment_by_name("tiny").experiment_id
+    runs = {r.data.tags["harness.eval_model"]: r for r in client.search_runs([experiment], "tags.`harness.role` = 'eval'")}
+    assert set(runs) == {"base", trial, "models:/tiny@champion"}
+    digests = {r.data.tags["harness.eval_digest"] for r in runs.values()}
+    assert len(digests) == 1  # the same evaluation every time: comparable scores
+    for run in runs.values():
+        assert run.info.status == "FINISHED"
+        assert 0.0 <= run.data.metrics["consistency/heldout/rouge_l"] <= 1.0
+        assert "mlflow.parentRunId" not in run.data.tags  # the parent's children are trials
+    registered = runs["models:/tiny@champion"].data.tags
+    assert registered["harness.registered_model"] == "tiny" and registered["harness.model_version"] == "1"
+    # The full-weights trial and its registered copy answer alike: same scores.
+    same = [runs[trial].data.metrics, runs["models:/tiny@champion"].data.metrics]
+    assert same[0]["consistency/heldout/rouge_l"] == same[1]["consistency/heldout/rouge_l"]
+
+    bad = runner.invoke(app, ["eval", str(study_yaml), "--model", "nonsense", *FAST_EVAL])
+    assert bad.exit_code == 2 and "expected base" in bad.output
