@@ -155,12 +155,12 @@ def test_successful_trial_is_read_back_from_mlflow(
     assert run.data.params["openai_job_id"] == trial.user_attrs[ATTR_JOB]
     assert run.data.params["fine_tuned_model"].startswith(f"ft:{MODEL}")
     client = MlflowClient(config.mlflow.tracking_uri)
-    # Step 0 holds the trial's final metrics (logged by the objective); 1-4 are the job's curve,
-    # each step once although both events and the result file carry it.
+    # 1-4 are the job's curve, each step once although both events and the result file carry
+    # it; the trial's final metrics (logged by the objective) end the curve at the last step.
     history = client.get_metric_history(run.info.run_id, "train_loss")
-    assert sorted(m.step for m in history) == [0, 1, 2, 3, 4]
+    assert sorted(m.step for m in history) == [1, 2, 3, 4, 4]
     eval_steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "eval_accuracy"))
-    assert eval_steps == [0, 1, 3, 4]
+    assert eval_steps == [1, 3, 4, 4]
     events = client.download_artifacts(run.info.run_id, "openai/events.log", str(tmp_path / "a"))
     assert "Step 1/4" in Path(events).read_text()
 
@@ -190,7 +190,7 @@ def test_restart_reattaches_to_the_running_job(
 
     use_fake(monkeypatch, fake, sleep=ctrl_c)
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(config)
+        run_sweep(config)  # one trial, so it runs in the main thread as a Ctrl-C would
     (job_id,) = fake.jobs
     assert fake.jobs[job_id]["status"] == "running"  # left running on purpose
 
@@ -219,6 +219,7 @@ def test_budget_refuses_the_trial_that_would_pass_it(
         n_trials=3,
         openai__budget_usd=one_trial * 1.5,
         openai__token_counter="chars",
+        openai__max_concurrent_jobs=1,  # in order: the second trial is the one refused
     )
     result = run_sweep(config)
 
