@@ -114,9 +114,9 @@ class TrialRunner:
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         params = suggest(trial, self.config.search_space)
         tags = {**self.run_tags, TAG_STUDY: self.config.study_name, TAG_TRIAL: str(trial.number)}
+        trial.set_user_attr(ATTR_HOST, socket.gethostname())
+        trial.set_user_attr(ATTR_PID, os.getpid())
         run_id = self.tracker.child_run(self.parent_run_id, f"trial-{trial.number}", tags)
-        for key, value in {ATTR_RUN_ID: run_id, ATTR_HOST: socket.gethostname(), ATTR_PID: os.getpid()}.items():
-            trial.set_user_attr(key, value)
         buffer = MetricBuffer(self.tracker, run_id)
         ctx = TrialContext(
             number=trial.number,
@@ -129,6 +129,7 @@ class TrialRunner:
             spent=lambda key: _spent(trial, key),
         )
         try:
+            trial.set_user_attr(ATTR_RUN_ID, run_id)
             self.tracker.log_params(run_id, params.as_flat_dict())
             result = self.backend.train(params, ctx)
             try:

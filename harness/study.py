@@ -16,6 +16,7 @@ from harness import backends, report
 from harness.config import PrunerConfig, SamplerConfig, StudyConfig
 from harness.data.chat import DataError, Example, load_splits
 from harness.evaluation.trial import Evaluator, open_evaluator
+from harness.evaluation.trial import check as check_evaluation
 from harness.objective import ATTR_HOST, ATTR_INTERRUPTED, ATTR_PID, ATTR_RUN_ID, TrialRunner
 from harness.tracking import TAG_ROLE, Tracker, flatten
 
@@ -151,20 +152,18 @@ def run_sweep(config: StudyConfig, progress: Any = None) -> SweepResult:
     backend = backends.create(config)
     dataset = backend.prepare()  # bad data or model raise here, before any run or trial exists
     train, heldout = evaluation_examples(config)
+    check_evaluation(config.evaluation)
     study = open_study(config)
     tracker = Tracker(config.mlflow.tracking_uri, config.study_name, config.mlflow.artifact_location)
     reconciled = reconcile(study, tracker)
     tags = parent_tags(config, dataset)
-    parent_id = tracker.parent_run(config.study_name, tags)
-    study.set_user_attr(ATTR_RUN_ID, parent_id)
-    if not tracker.client.get_run(parent_id).data.params:
-        config_params = dict(flatten("", config.model_dump(mode="json")))
-        tracker.log_params(parent_id, {**config_params, **{f"data.{k}": v for k, v in dataset.items()}})
-        tracker.log_dict(parent_id, config.model_dump(mode="json"), "config.json")
     remaining = max(0, (config.n_trials or 10**9) - trials_done(study))
     started_before = _started(study)
+    parent_id = tracker.parent_run(config.study_name, tags)
     status = "FAILED"
     try:
+        study.set_user_attr(ATTR_RUN_ID, parent_id)
+        _describe_parent(tracker, parent_id, config, dataset)
         with open_evaluator(config.evaluation, tracker, train, heldout) as evaluator:
             if evaluator is not None and config.evaluation.baseline:
                 ensure_baseline(backend, evaluator, tracker, parent_id, tags)
@@ -184,6 +183,15 @@ def run_sweep(config: StudyConfig, progress: Any = None) -> SweepResult:
         finally:
             tracker.end(parent_id, status)
     return SweepResult(study, parent_id, _started(study) - started_before, reconciled)
+
+
+def _describe_parent(tracker: Tracker, parent_id: str, config: StudyConfig, dataset: dict[str, Any]) -> None:
+    """Config and dataset facts on the parent run, once: params cannot change on resume."""
+    if tracker.client.get_run(parent_id).data.params:
+        return
+    config_params = dict(flatten("", config.model_dump(mode="json")))
+    tracker.log_params(parent_id, {**config_params, **{f"data.{k}": v for k, v in dataset.items()}})
+    tracker.log_dict(parent_id, config.model_dump(mode="json"), "config.json")
 
 
 def _optimize(study: optuna.Study, runner: TrialRunner, config: StudyConfig, n_trials: int, progress: Any) -> None:

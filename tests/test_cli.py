@@ -63,3 +63,14 @@ def test_trials_lists_the_study(tmp_path: Path) -> None:
     assert "COMPLETE" in result.output and "epochs=2" in result.output
     missing = runner.invoke(app, ["trials", "nope", "--storage", storage])
     assert missing.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("evaluation.judge.rubric=nowhere.yaml", "nowhere.yaml"), ("evaluation.judge.model=/no/judge.gguf", "evaluation.judge.model")],
+)
+def test_bad_judge_setup_fails_before_any_run(study_yaml: Path, tmp_path: Path, override: str, message: str) -> None:
+    result = runner.invoke(app, ["sweep", str(study_yaml), override])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert mlflow_runs(tmp_path) == []

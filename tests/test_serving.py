@@ -6,11 +6,9 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import mlflow.pyfunc
 import pandas as pd
@@ -20,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from harness import registry
 from harness.serving import ModelSpec, _rows, as_messages, tracking_uri
 from tests.conftest import SYSTEM
+from tests.evaluation.fake_server import FakeState, Reply, fake_server
 from tests.test_registry import make_trial_run, registry_config
 
 FT_MODEL = "ft:gpt-4o-mini-2024-07-18:acme::abc123"
@@ -81,50 +80,21 @@ def test_full_model_by_alias_answers_here_and_in_a_fresh_process(study_yaml: Pat
     assert json.loads(done.stdout.strip().splitlines()[-1]) == answers[:1]
 
 
-class FakeOpenAI(BaseHTTPRequestHandler):
-    """Just enough of /v1/chat/completions; records every request body and auth header."""
-
-    requests: ClassVar[list[dict[str, Any]]] = []
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        FakeOpenAI.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
-        question = body["messages"][-1]["content"]
-        reply = {
-            "id": "chatcmpl-1",
-            "object": "chat.completion",
-            "created": 0,
-            "model": body["model"],
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": f"echo: {question}"}, "finish_reason": "stop"}
-            ],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-        }
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+def echo(body: dict[str, Any]) -> Reply:
+    return Reply(content=f"echo: {body['messages'][-1]['content']}", logprobs=False)
 
 
 @pytest.fixture
-def fake_openai(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    FakeOpenAI.requests = []
-    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
-    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{server.server_port}/v1")
-    yield FakeOpenAI.requests
-    server.shutdown()
-    server.server_close()
+def fake_openai(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeState]:
+    """A real local chat-completions endpoint (tests/evaluation/fake_server.py) that echoes."""
+    state = FakeState(reply=echo)
+    with fake_server(state) as base_url:
+        monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+        monkeypatch.setenv("OPENAI_BASE_URL", base_url)
+        yield state
 
 
-def test_remote_version_answers_through_chat_completions(study_yaml: Path, fake_openai: list[dict[str, Any]]) -> None:
+def test_remote_version_answers_through_chat_completions(study_yaml: Path, fake_openai: FakeState) -> None:
     config = registry_config(study_yaml)
     run_id = make_trial_run(config, 0, {"eval_loss": 0.7}, remote_model=FT_MODEL, backend="openai")
     assert registry.promote(config, run_id).promoted
@@ -142,7 +112,7 @@ def test_remote_version_answers_through_chat_completions(study_yaml: Path, fake_
 
     answers = model.predict(["hello?", [{"role": "user", "content": "again?"}]], params={"max_new_tokens": 7})
     assert answers == ["echo: hello?", "echo: again?"]
-    first = fake_openai[0]
-    assert first["path"] == "/v1/chat/completions" and first["auth"] == f"Bearer {API_KEY}"
+    first = fake_openai.requests[0]
+    assert fake_openai.seen[0] == ("/v1/chat/completions", f"Bearer {API_KEY}")
     assert first["model"] == FT_MODEL and first["temperature"] == 0 and first["max_tokens"] == 7
     assert first["messages"] == [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "hello?"}]

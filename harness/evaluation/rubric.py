@@ -9,11 +9,13 @@ from typing import Any
 
 import yaml
 
+from harness.config import ConfigError
+
 # evals/ lives at the repository root, beside the package.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-class RubricError(ValueError):
+class RubricError(ConfigError):
     """A rubric file that is missing or malformed."""
 
 

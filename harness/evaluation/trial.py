@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.config import ConfigError
 from harness.data.chat import Example, digest
 from harness.evaluation.scoring import score_split
 from harness.evaluation.settings import EvaluationConfig
@@ -81,6 +82,20 @@ class Evaluator:
         delta = {f"judge_{k}": float(v - self._counted[k]) for k, v in now.items()}
         self._counted = now
         return delta
+
+
+def check(settings: EvaluationConfig) -> None:
+    """Fail on a bad rubric or a missing judge GGUF now, before any run or trial exists."""
+    if not settings.enabled or "judge" not in settings.scorers:
+        return
+    from harness.evaluation.judge_session import judge_gguf
+    from harness.evaluation.rubric import load_rubric
+
+    load_rubric(settings.judge.rubric)
+    if settings.judge.kind == "llama_cpp" and settings.judge.base_url is None:
+        gguf = judge_gguf(settings.judge.model)
+        if not gguf.is_file():
+            raise ConfigError(f"evaluation.judge.model: no GGUF file at {gguf}")
 
 
 @contextlib.contextmanager

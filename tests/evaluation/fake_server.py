@@ -29,6 +29,8 @@ class FakeState:
 
     reply: Reply | Callable[[dict[str, Any]], Reply] = field(default_factory=Reply)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # (path, Authorization header) per request, beside the bodies in ``requests``.
+    seen: list[tuple[str, str | None]] = field(default_factory=list)
     active: int = 0
     max_active: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -77,6 +79,7 @@ def _handler(state: FakeState) -> type[BaseHTTPRequestHandler]:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             with state.lock:
                 state.requests.append(body)
+                state.seen.append((self.path, self.headers.get("Authorization")))
                 state.active += 1
                 state.max_active = max(state.max_active, state.active)
             try:
