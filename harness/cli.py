@@ -59,6 +59,15 @@ def _quiet_libraries() -> None:
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 
 
+def _setup_errors() -> tuple[type[BaseException], ...]:
+    """Errors a user's setup causes (no judge key, a missing model, a server that will not start)."""
+    from harness.evaluation.embedding import EmbeddingError
+    from harness.evaluation.judge import JudgeError
+    from harness.evaluation.server import ServerError
+
+    return (*USER_ERRORS, EmbeddingError, JudgeError, ServerError)
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"),
@@ -85,8 +94,13 @@ def sweep(
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI")] = None,
     storage: Annotated[str | None, typer.Option(help="Optuna storage URL")] = None,
     dry_run: Annotated[bool, typer.Option(help="validate, estimate and show the first trials; train nothing")] = False,
+    allow_weak_judge: Annotated[
+        bool, typer.Option(help="let a judge that fails its check (harness judge-check) into the objective")
+    ] = False,
 ) -> None:
     """Run (or resume) an Optuna study whose trials fine-tune and log to MLflow."""
+    if allow_weak_judge:
+        overrides = [*(overrides or []), "evaluation.judge.allow_weak=true"]
     extra = [
         f"{key}={json.dumps(value)}"
         for key, value in (
@@ -107,7 +121,7 @@ def sweep(
     try:
         with _terminate_as_interrupt(), _progress() as progress:
             result = run_sweep(config, progress=progress)
-    except USER_ERRORS as exc:
+    except _setup_errors() as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: runs closed; rerun the same command to resume")
@@ -131,14 +145,43 @@ def _dry_run(config: StudyConfig) -> None:
 def _print_trials(study: Any) -> None:
     from harness.report import trial_rows
 
+    rows = trial_rows(study)
+    compared = _compared_metric(study, rows)
     table = Table(title=f"study {study.study_name}")
-    for column in ("number", "state", "params", "objective", "mlflow run id"):
+    for column in ("number", "state", "params", _objective_header(study), "mlflow run id"):
         table.add_column(column)
-    for row in trial_rows(study):
+    if compared:
+        table.add_column(f"{compared} vs baseline [CI]")
+    for row in rows:
         params = ", ".join(f"{k}={_short(v)}" for k, v in row["params"].items())
-        objective = "" if row["objective"] is None else f"{row['objective']:.4f}"
-        table.add_row(str(row["number"]), row["state"], params, objective, row["mlflow_run_id"])
+        objective = _objective_text(row["objective"])
+        cells = [str(row["number"]), row["state"], params, objective, row["mlflow_run_id"]]
+        if compared:
+            mean, low, high = row["vs_baseline"].get(compared, (None, None, None))
+            cells.append("" if mean is None else f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]")
+        table.add_row(*cells)
     Console().print(table)
+
+
+def _objective_header(study: Any) -> str:
+    names = study.metric_names
+    return "objective" if not names else ", ".join(names)
+
+
+def _objective_text(value: Any) -> str:
+    if value is None:
+        return ""
+    return ", ".join(f"{v:.4f}" for v in value) if isinstance(value, list) else f"{value:.4f}"
+
+
+def _compared_metric(study: Any, rows: list[dict[str, Any]]) -> str | None:
+    """The held-out scorer shown against the baseline: the objective's own, else the composite."""
+    seen = {name for row in rows for name in row["vs_baseline"]}
+    objective = (study.metric_names or [""])[0]
+    for name in (objective, "consistency/heldout/consistency"):
+        if name in seen:
+            return name
+    return None
 
 
 def _short(value: Any) -> str:
@@ -244,6 +287,8 @@ def promote(
             values = [_short(scores.values.get(n, "")) for n in config.objective.names]
             table.add_row(label, scores.run_id, *values, scores.eval_digest or "-")
     Console().print(table)
+    if result.interval_line:  # the paired interval of the improvement that decided
+        console.print(f"paired interval: {escape(result.interval_line)}", highlight=False, soft_wrap=True)
     for line in result.written:
         console.print(f"wrote {line}")
     raise typer.Exit(0 if result.promoted or result.already else 1)
@@ -342,6 +387,93 @@ def eval_model(
         table.add_row(key, f"{value:.4f}")
     Console().print(table)
     console.print(f"MLflow run {result.run_id} in {config.mlflow.tracking_uri}")
+
+
+@app.command()
+def score(
+    config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="study YAML (its scorers, rubric and judge)")],
+    answers_path: Annotated[
+        Path, typer.Argument(metavar="ANSWERS", help='JSONL of {"question", "reference", "answer"}')
+    ],
+    out: Annotated[Path | None, typer.Option(help="write every row with every score as JSONL")] = None,
+    scorers: Annotated[
+        str | None, typer.Option(help="comma-separated, e.g. structure,detail,embedding [default: the config's]")
+    ] = None,
+) -> None:
+    """Score answers produced anywhere with the study's own scorers; print a table and the means."""
+    from harness.evaluation.settings import Scorer
+
+    chosen = tuple(s.strip() for s in scorers.split(",")) if scorers else None
+    known = Scorer.__args__  # type: ignore[attr-defined]
+    if chosen is not None and (bad := [s for s in chosen if s not in known]):
+        raise _fail(f"--scorers: unknown {', '.join(bad)}; known: {', '.join(known)}")
+    config = load(config_path, [])
+    _quiet_libraries()
+    from harness.evaluation.answers import load_answers, score_answers, write_jsonl
+
+    try:
+        records = load_answers(answers_path)  # every line checked before anything is scored
+        result = score_answers(config.evaluation, records, chosen or config.evaluation.scorers)
+    except _setup_errors() as exc:
+        raise _fail(str(exc)) from None
+    _print_scores(result.rows, result.metrics)
+    if out is not None:
+        write_jsonl(result.rows, out)
+        console.print(f"wrote {len(result.rows)} rows to {out}")
+
+
+def _print_scores(rows: list[dict[str, Any]], metrics: dict[str, float]) -> None:
+    from harness.evaluation.scoring import TEXT_COLUMNS
+
+    columns = [k for k in rows[0] if k not in TEXT_COLUMNS]
+    table = Table(title="scores per answer")
+    for column in ("id", "question", *columns):
+        table.add_column(column)
+    for row in rows:
+        values = ["" if row[c] is None else f"{row[c]:.3f}" for c in columns]
+        table.add_row(str(row.get("id", "")), row["question"][:48], *values)
+    means = [
+        f"{metrics[f'consistency/answers/{c}']:.3f}" if f"consistency/answers/{c}" in metrics else "" for c in columns
+    ]
+    table.add_row("mean", "", *means, style="bold")
+    Console().print(table)
+
+
+@app.command(name="judge-check")
+def judge_check(
+    config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="study YAML (its judge, rubric and data)")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides")] = None,
+) -> None:
+    """How far to trust the judge: does it rank controlled variants of the training answers right?
+
+    Exit code 0 when its overall accuracy reaches evaluation.judge.min_check_accuracy, 1 when not.
+    """
+    config = load(config_path, overrides or [])
+    _quiet_libraries()
+    from harness.evaluation.judge_check import run_check
+
+    try:
+        results = run_check(config)
+    except _setup_errors() as exc:
+        raise _fail(str(exc)) from None
+    _print_check(results, config.evaluation.judge.min_check_accuracy)
+    judge = next(r for r in results if r.scorer == "judge")
+    raise typer.Exit(0 if judge.accuracy >= config.evaluation.judge.min_check_accuracy else 1)
+
+
+def _print_check(results: list[Any], threshold: float) -> None:
+    from harness.evaluation.judge_check import CRITERIA, OVERALL
+
+    names = (*CRITERIA, OVERALL)
+    table = Table(title=f"pairwise accuracy on controlled variants (chance 0.50; the judge needs {threshold:.2f})")
+    table.add_column("scorer")
+    for name in names:
+        table.add_column(name, justify="right")
+    for result in results:
+        cells = [f"{c.accuracy:.2f} ({c.gap:+.2g})" if (c := result.criteria.get(name)) else "-" for name in names]
+        table.add_row(result.scorer, *cells, style="bold" if result.scorer == "judge" else None)
+    Console().print(table)
+    console.print("cells: accuracy (mean score gap, better minus worse variant, in the scorer's units)")
 
 
 if __name__ == "__main__":

@@ -150,6 +150,11 @@ class ObjectiveConfig(_Frozen):
         return [t.direction for t in self.metrics] if self.metrics else [self.direction]
 
     @property
+    def inputs(self) -> list[str]:
+        """Every metric the objective reads."""
+        return [t.metric for t in self.metrics] or list(self.weights) or [self.metric]
+
+    @property
     def names(self) -> list[str]:
         """What the study optimises, as it is named on runs and in reports."""
         if self.metrics:
@@ -178,6 +183,16 @@ class MlflowConfig(_Frozen):
     register_best: bool = True
 
 
+class PromotionConfig(_Frozen):
+    """When a candidate may take the alias from the champion."""
+
+    # The paired interval's lower bound of (candidate - champion), signed so that better is
+    # positive, must exceed this. Applies when the objective is a per-example score.
+    min_delta: float = 0.0
+    confidence_level: float = Field(default=0.9, gt=0.5, lt=1.0)
+    bootstrap_resamples: int = Field(default=2000, ge=100)
+
+
 class StudyConfig(_Frozen):
     study_name: str = Field(min_length=1)
     backend: Literal["local", "openai", "azure_openai"] = "local"
@@ -195,6 +210,7 @@ class StudyConfig(_Frozen):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     storage: str = "sqlite:///mlruns/optuna.db"
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
 
     @model_validator(mode="after")

@@ -26,6 +26,7 @@ ATTR_RUN_ID = "mlflow_run_id"
 ATTR_HOST = "harness.host"
 ATTR_PID = "harness.pid"
 ATTR_INTERRUPTED = "harness.interrupted"
+ATTR_VS_BASELINE = "harness.vs_baseline"
 TAG_MODEL_DIR = "harness.model_dir"
 TAG_REMOTE_MODEL = "harness.remote_model"
 
@@ -54,6 +55,17 @@ def objective_metrics(objective: ObjectiveConfig, value: float | list[float]) ->
     if isinstance(value, list):
         return {f"objective/{name}": v for name, v in zip(objective.names, value, strict=True)}
     return {"objective": value}
+
+
+def vs_baseline_summary(metrics: Mapping[str, float]) -> dict[str, list[float]]:
+    """Pure: held-out paired differences to the baseline as {scorer metric: [mean, low, high]}."""
+    summary = {}
+    for name, mean in metrics.items():
+        if name.startswith("consistency/heldout/") and name.endswith("_vs_baseline"):
+            low, high = metrics.get(f"{name}_ci_low"), metrics.get(f"{name}_ci_high")
+            if low is not None and high is not None:
+                summary[name.removesuffix("_vs_baseline")] = [float(mean), float(low), float(high)]
+    return summary
 
 
 def outcome_tags(state: TrialState, error: BaseException | None = None) -> dict[str, str]:
@@ -139,6 +151,8 @@ class TrialRunner:
             finally:
                 result.release()
             value = objective_value(self.config.objective, metrics)
+            if summary := vs_baseline_summary(metrics):
+                trial.set_user_attr(ATTR_VS_BASELINE, summary)
             buffer.add({**metrics, **objective_metrics(self.config.objective, value)})
         except optuna.TrialPruned as pruned:
             self._finish(run_id, buffer, TrialState.PRUNED, pruned)

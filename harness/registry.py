@@ -21,15 +21,18 @@ import logging
 import math
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
 from harness.config import ObjectiveConfig, StudyConfig
+from harness.evaluation.paired import PairedDiff
+from harness.evaluation.tables import load_rows, table_path
 from harness.evaluation.trial import TAG_EVAL_DIGEST
 from harness.objective import ATTR_RUN_ID, ObjectiveMetricMissing, objective_value
+from harness.promotion import decide, per_example, signed_interval, strictly_better
 from harness.serving import log_model, spec_from_run, tracking_uri
 from harness.tracking import PARENT_ROLE, TAG_ROLE, TAG_STUDY, TAG_TRIAL
 
@@ -37,6 +40,7 @@ log = logging.getLogger(__name__)
 TAG_RUN_ID = "harness.run_id"
 TAG_KIND = "harness.model_kind"
 TAG_PROMOTION = "harness.promotion"
+TAG_PROMOTION_INTERVAL = "harness.promotion_interval"  # JSON: the paired interval that decided
 # On evaluation runs of a registered model (harness eval, champion re-evaluation).
 TAG_REGISTERED = "harness.registered_model"
 TAG_VERSION = "harness.model_version"
@@ -228,16 +232,18 @@ def version_rows(client: Any, name: str) -> list[dict[str, str]]:
         tags = v.tags
         scores = {k.removeprefix("consistency/"): tags[k] for k in sorted(tags) if k.startswith("consistency/heldout/")}
         objective = {k.removeprefix("objective/"): tags[k] for k in sorted(tags) if k.startswith("objective/")}
-        rows.append({
-            "version": v.version,
-            "aliases": ", ".join(sorted(by_version.get(str(v.version), []))),
-            "study/trial": f"{tags.get(TAG_STUDY, '-')}/{tags.get(TAG_TRIAL, '-')}",
-            "run": v.run_id or "-",
-            "kind": tags.get(TAG_KIND, "-"),
-            "objective": ", ".join(f"{k}={s}" for k, s in objective.items()) or "-",
-            "held-out scores": ", ".join(f"{k}={s}" for k, s in scores.items()) or "-",
-            "eval digest": tags.get(TAG_EVAL_DIGEST, "-"),
-        })
+        rows.append(
+            {
+                "version": v.version,
+                "aliases": ", ".join(sorted(by_version.get(str(v.version), []))),
+                "study/trial": f"{tags.get(TAG_STUDY, '-')}/{tags.get(TAG_TRIAL, '-')}",
+                "run": v.run_id or "-",
+                "kind": tags.get(TAG_KIND, "-"),
+                "objective": ", ".join(f"{k}={s}" for k, s in objective.items()) or "-",
+                "held-out scores": ", ".join(f"{k}={s}" for k, s in scores.items()) or "-",
+                "eval digest": tags.get(TAG_EVAL_DIGEST, "-"),
+            }
+        )
     return rows
 
 
@@ -265,9 +271,8 @@ class Scores:
 
 def beats(candidate: Scores, champion: Scores, objective: ObjectiveConfig) -> bool:
     """Strictly better on the first objective (the rule select_best uses on the Pareto front)."""
-    name, direction = objective.names[0], objective.directions[0]
-    a, b = candidate.values[name], champion.values[name]
-    return a < b if direction == "minimize" else a > b
+    name = objective.names[0]
+    return strictly_better(candidate.values[name], champion.values[name], objective.directions[0])
 
 
 @dataclass
@@ -285,6 +290,8 @@ class PromotionResult:
     reevaluation_run_id: str | None = None
     already: bool = False  # the candidate already held the alias
     written: list[str] = field(default_factory=list)
+    interval: PairedDiff | None = None  # the paired interval of the improvement, when it decided
+    interval_line: str = ""
 
     def summary(self) -> str:
         head = "dry run: " if self.dry_run else ""
@@ -292,11 +299,6 @@ class PromotionResult:
         if self.dry_run and self.promoted:
             verdict = "would promote"
         return f"{head}{verdict} run {self.candidate_run_id} to {self.name}@{self.alias}: {self.reason}"
-
-
-def _describe(scores: Scores, objective: ObjectiveConfig) -> str:
-    name = objective.names[0]
-    return f"{name}={scores.values[name]:.4g}"
 
 
 def _scored_runs(client: Any, name: str, version: Any) -> list[Any]:
@@ -370,13 +372,40 @@ def _judge(config: StudyConfig, client: Any, old: Any, result: PromotionResult) 
     if champion is None:
         result.reason = why
         return False
-    objective = config.objective
-    verdict = f"{_describe(result.candidate, objective)} vs version {old.version}'s {_describe(champion, objective)}"
-    if not beats(result.candidate, champion, objective):
-        result.reason = f"does not beat the champion: {verdict}"
-        return False
-    result.reason = f"beats the champion: {verdict} (eval digest {result.candidate.eval_digest or '-'})"
-    return True
+    interval, why = _paired_interval(config, client, result.candidate, champion)
+    decision = decide(
+        config.objective,
+        result.candidate.values,
+        champion.values,
+        interval=interval,
+        min_delta=config.promotion.min_delta,
+        champion_label=f"version {old.version}",
+        why_no_interval=why,
+    )
+    result.interval, result.interval_line = decision.interval, decision.line
+    digest = f" (eval digest {result.candidate.eval_digest or '-'})" if decision.wins else ""
+    result.reason = decision.reason + digest
+    return decision.wins
+
+
+def _paired_interval(
+    config: StudyConfig, client: Any, candidate: Scores, champion: Scores
+) -> tuple[PairedDiff | None, str]:
+    """The candidate's paired improvement from both runs' tables, or (None, why not)."""
+    spec = per_example(config.objective)
+    if spec is None:
+        return None, ""
+    path = table_path(spec.split)
+    tables = []
+    for scores in (candidate, champion):
+        rows = load_rows(client, scores.run_id, spec.split)
+        if rows is None:
+            return None, f"run {scores.run_id} has no per-example table {path}"
+        tables.append(rows)
+    interval = signed_interval(spec, tables[0], tables[1], config.promotion)
+    if interval is None:
+        return None, f"the {path} tables share no example scored on {', '.join(spec.weights)}"
+    return interval, ""
 
 
 def promote(
@@ -417,5 +446,12 @@ def promote(
     version = str(register(config, run_id, client).version)
     result.candidate_version = version
     client.set_model_version_tag(name, version, TAG_PROMOTION, f"{alias}: {result.reason}"[:5000])
+    if result.interval is not None:
+        evidence = {
+            **asdict(result.interval),
+            "min_delta": config.promotion.min_delta,
+            "vs_version": result.champion_version,
+        }
+        client.set_model_version_tag(name, version, TAG_PROMOTION_INTERVAL, json.dumps(evidence))
     result.written = [f"version {version} registered and tagged", *_move_aliases(client, name, alias, version, old)]
     return result

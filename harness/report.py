@@ -23,6 +23,8 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             "params": dict(t.params),
             "objective": _objective(t),
             "mlflow_run_id": t.user_attrs.get("mlflow_run_id", ""),
+            # held-out scorer -> [mean, ci_low, ci_high] of (trial - baseline) on the same prompts
+            "vs_baseline": t.user_attrs.get("harness.vs_baseline", {}),
             "duration_s": t.duration.total_seconds() if t.duration else None,
         }
         for t in study.get_trials(deepcopy=False)
@@ -33,6 +35,13 @@ def _objective(trial: FrozenTrial) -> float | list[float] | None:
     if trial.state != TrialState.COMPLETE or trial.values is None:
         return None
     return trial.values[0] if len(trial.values) == 1 else list(trial.values)
+
+
+def _flat_vs(row: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for name, (mean, low, high) in row["vs_baseline"].items():
+        out |= {f"{name}_vs_baseline": mean, f"{name}_ci_low": low, f"{name}_ci_high": high}
+    return out
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
@@ -64,12 +73,19 @@ def summarise(study: optuna.Study, tracker: Tracker, parent_id: str, objective: 
     """Best trial (or Pareto front), the table of all trials and study plots, on the parent run."""
     rows = trial_rows(study)
     if rows:
-        flat = [{**{k: v for k, v in r.items() if k != "params"}, **r["params"]} for r in rows]
+        flat = [
+            {**{k: v for k, v in r.items() if k not in ("params", "vs_baseline")}, **r["params"], **_flat_vs(r)}
+            for r in rows
+        ]
         tracker.log_table(parent_id, flat, "trials.json")
     if objective.is_multi and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         front = [
-            {"number": t.number, "mlflow_run_id": t.user_attrs.get("mlflow_run_id", ""),
-             **dict(zip(objective.names, t.values, strict=True)), **t.params}
+            {
+                "number": t.number,
+                "mlflow_run_id": t.user_attrs.get("mlflow_run_id", ""),
+                **dict(zip(objective.names, t.values, strict=True)),
+                **t.params,
+            }
             for t in study.best_trials
         ]
         tracker.log_table(parent_id, front, "pareto_front.json")

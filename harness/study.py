@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from harness import backends, report
-from harness.config import PrunerConfig, SamplerConfig, StudyConfig
+from harness.config import ConfigError, PrunerConfig, SamplerConfig, StudyConfig
 from harness.data.chat import DataError, Example, load_splits
-from harness.evaluation.trial import Evaluator, open_evaluator
+from harness.evaluation.judge_check import CheckResult, check_judge, mentions_judge
+from harness.evaluation.tables import load_rows
+from harness.evaluation.trial import TAG_EVAL_DIGEST, Evaluator, open_evaluator
 from harness.evaluation.trial import check as check_evaluation
 from harness.objective import ATTR_HOST, ATTR_INTERRUPTED, ATTR_PID, ATTR_RUN_ID, TrialRunner
 from harness.tracking import TAG_ROLE, Tracker, flatten
@@ -42,9 +45,7 @@ def make_pruner(config: PrunerConfig) -> optuna.pruners.BasePruner:
         return optuna.pruners.HyperbandPruner(min_resource=config.min_resource)
     if config.type == "none":
         return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(
-        n_startup_trials=config.n_startup_trials, n_warmup_steps=config.n_warmup_steps
-    )
+    return optuna.pruners.MedianPruner(n_startup_trials=config.n_startup_trials, n_warmup_steps=config.n_warmup_steps)
 
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:
@@ -66,7 +67,7 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
 
 def open_study(config: StudyConfig) -> optuna.Study:
     """Create the study or load it under the same name: resuming never reruns finished trials."""
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=config.study_name,
         storage=make_storage(config.storage),
         sampler=make_sampler(config.sampler),
@@ -74,6 +75,12 @@ def open_study(config: StudyConfig) -> optuna.Study:
         directions=config.objective.directions,
         load_if_exists=True,
     )
+    if study.metric_names != config.objective.names:
+        # optuna-dashboard, which opens the same storage, shows these instead of "Objective 0".
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(config.objective.names)
+    return study
 
 
 def _process_alive(pid: int) -> bool:
@@ -147,6 +154,10 @@ def parent_tags(config: StudyConfig, dataset: dict[str, Any]) -> dict[str, str]:
     }
 
 
+class WeakJudgeError(ConfigError):
+    """The objective reads a judge that ranks controlled variants too poorly to be trusted."""
+
+
 def run_sweep(config: StudyConfig, progress: Any = None) -> SweepResult:
     """Validate everything, then run the remaining trials; the parent run ends truthfully."""
     backend = backends.create(config)
@@ -157,32 +168,69 @@ def run_sweep(config: StudyConfig, progress: Any = None) -> SweepResult:
     tracker = Tracker(config.mlflow.tracking_uri, config.study_name, config.mlflow.artifact_location)
     reconciled = reconcile(study, tracker)
     tags = parent_tags(config, dataset)
-    remaining = max(0, (config.n_trials or 10**9) - trials_done(study))
     started_before = _started(study)
-    parent_id = tracker.parent_run(config.study_name, tags)
-    status = "FAILED"
-    try:
-        study.set_user_attr(ATTR_RUN_ID, parent_id)
-        _describe_parent(tracker, parent_id, config, dataset)
-        with open_evaluator(config.evaluation, tracker, train, heldout) as evaluator:
+    count_tokens = getattr(backend, "count_tokens", None)
+    with open_evaluator(config.evaluation, tracker, train, heldout, count_tokens) as evaluator:
+        check = judge_gate(config, evaluator, train)  # a weak judge in the objective stops here
+        parent_id = tracker.parent_run(config.study_name, tags)
+        status = "FAILED"
+        try:
+            study.set_user_attr(ATTR_RUN_ID, parent_id)
+            _describe_parent(tracker, parent_id, config, dataset)
+            if check is not None:
+                log_judge_check(tracker, parent_id, config, check)
             if evaluator is not None and config.evaluation.baseline:
                 ensure_baseline(backend, evaluator, tracker, parent_id, tags)
             runner = TrialRunner(config, backend, tracker, parent_id, tags, progress, evaluator)
+            remaining = max(0, (config.n_trials or 10**9) - trials_done(study))
             if remaining:
                 _optimize(study, runner, config, remaining, progress)
-        if config.mlflow.register_best:
-            from harness.registry import register_best
-            register_best(config, study)
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        try:
-            report.summarise(study, tracker, parent_id, config.objective)
+            if config.mlflow.register_best:
+                from harness.registry import register_best
+
+                register_best(config, study)
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
         finally:
-            tracker.end(parent_id, status)
+            try:
+                report.summarise(study, tracker, parent_id, config.objective)
+            finally:
+                tracker.end(parent_id, status)
     return SweepResult(study, parent_id, _started(study) - started_before, reconciled)
+
+
+def judge_gate(config: StudyConfig, evaluator: Evaluator | None, train: list[Example]) -> CheckResult | None:
+    """Check the judge once per study (cached); refuse a weak judge in the objective."""
+    settings = config.evaluation.judge
+    if evaluator is None or evaluator.judge is None or not settings.check:
+        return None
+    result, was_cached = check_judge(evaluator.judge, train, settings.check_size, config.evaluation.sample_seed)
+    evaluator.skip_judge_counts()
+    log.info("judge check %s: overall accuracy %.2f", "(cached)" if was_cached else "", result.accuracy)
+    weak = result.accuracy < settings.min_check_accuracy
+    if weak and mentions_judge(config.objective.inputs) and not settings.allow_weak:
+        raise WeakJudgeError(
+            f"evaluation.judge: {settings.kind}:{settings.model} ranks controlled variants of the training"
+            f" answers right {result.accuracy:.0%} of the time, below judge.min_check_accuracy"
+            f" {settings.min_check_accuracy:.0%}, and the objective {config.objective.inputs} reads it."
+            " See `harness judge-check CONFIG`; use a stronger judge, take the judge out of the objective,"
+            " or pass --allow-weak-judge"
+        )
+    if weak:
+        log.warning("the judge is weak (accuracy %.2f): reported, not trusted", result.accuracy)
+    return result
+
+
+def log_judge_check(tracker: Tracker, parent_id: str, config: StudyConfig, check: CheckResult) -> None:
+    """The judge's check on the parent run: metrics, a table of every pair, and a weak-judge tag."""
+    tracker.log_metrics(parent_id, check.metrics())
+    tracker.log_table(parent_id, check.rows, "judge_check.json")
+    weak = check.accuracy < config.evaluation.judge.min_check_accuracy
+    tracker.set_tags(
+        parent_id, {"harness.judge_check_accuracy": f"{check.accuracy:.3f}", "harness.judge_weak": str(weak).lower()}
+    )
 
 
 def _describe_parent(tracker: Tracker, parent_id: str, config: StudyConfig, dataset: dict[str, Any]) -> None:
@@ -216,13 +264,28 @@ def evaluation_examples(config: StudyConfig) -> tuple[list[Example], list[Exampl
 
 
 def ensure_baseline(backend: Any, evaluator: Evaluator, tracker: Tracker, parent_id: str, tags: dict[str, str]) -> None:
-    """Evaluate the untuned base model once per study, as the child run ``baseline``."""
+    """Evaluate the untuned base model once per study, as the child run ``baseline``.
+
+    A baseline of this evaluation that finished earlier is reused (its rows are what trials are
+    compared with); one that failed, was killed or was measured differently is done again.
+    """
     base_answerer = getattr(backend, "base_answerer", None)
-    if base_answerer is None or tracker.find_runs(f"tags.`{TAG_ROLE}` = '{BASELINE_ROLE}'", max_results=1):
+    if base_answerer is None:
         return
+    query = f"tags.`{TAG_ROLE}` = '{BASELINE_ROLE}' and tags.`{TAG_EVAL_DIGEST}` = '{evaluator.digest}'"
+    for run in tracker.find_runs(f"{query} and attributes.status = 'FINISHED'", max_results=1):
+        rows = {split: load_rows(tracker.client, run.info.run_id, split) for split in evaluator.splits}
+        if all(r is not None for r in rows.values()):
+            evaluator.baseline_rows = {k: v for k, v in rows.items() if v is not None}
+            return
     run_id = tracker.child_run(parent_id, BASELINE_ROLE, {**tags, TAG_ROLE: BASELINE_ROLE})
     with tracker.closing(run_id):
-        tracker.log_metrics(run_id, evaluator.evaluate(base_answerer(), run_id))
+        metrics = evaluator.evaluate(base_answerer(), run_id)
+        baseline_metrics = getattr(backend, "baseline_metrics", None)
+        if baseline_metrics is not None:
+            metrics |= baseline_metrics()  # eval_loss: the before-picture of the loss too
+        tracker.log_metrics(run_id, metrics)
+        evaluator.baseline_rows = dict(evaluator.last_rows)
 
 
 def _started(study: optuna.Study) -> int:

@@ -288,3 +288,59 @@ def test_sweep_registers_its_best_lora_trial_and_the_alias_loads(study_yaml: Pat
         model = mlflow.pyfunc.load_model("models:/tiny@champion")
     answers = model.predict(["What does git stash do?"], params={"max_new_tokens": 3})
     assert len(answers) == 1 and isinstance(answers[0], str)
+
+
+def log_heldout_table(client: MlflowClient, run_id: str, values: list[float | None]) -> float:
+    """A per-example table as an evaluation logs it; returns its mean (the run's metric)."""
+    import pandas as pd
+
+    rows = [{"question": f"q{i}", "reference": f"r{i}", "answer": "a", "rouge_l": v} for i, v in enumerate(values)]
+    client.log_table(run_id, data=pd.DataFrame(rows), artifact_file="eval/heldout.json")
+    return sum(v for v in values if v is not None) / sum(v is not None for v in values)
+
+
+def test_promotion_gate_reads_the_paired_interval_from_the_runs_tables(study_yaml: Path, tiny_llama_dir: Path) -> None:
+    import json
+
+    import numpy as np
+
+    from harness.evaluation.tables import load_rows
+
+    config = registry_config(study_yaml, "objective.metric=consistency/heldout/rouge_l", "objective.direction=maximize")
+    client = MlflowClient(config.mlflow.tracking_uri)
+    rng = np.random.default_rng(0)
+    base, noise = rng.uniform(0.2, 0.6, 40), rng.normal(0, 0.1, 40)
+    per_run = {
+        "champion": [*base[:-1].tolist(), None],  # one example unscored: dropped from the pairs
+        "noisy": (base + 0.01 + noise - noise.mean()).tolist(),  # a higher mean, inside the noise
+        "clear": (base + 0.1 + rng.normal(0, 0.02, 40)).tolist(),
+    }
+    runs = {}
+    for number, (label, values) in enumerate(per_run.items()):
+        runs[label] = make_trial_run(config, number, {}, model_dir=tiny_llama_dir)
+        mean = log_heldout_table(client, runs[label], values)
+        client.log_metric(runs[label], "consistency/heldout/rouge_l", mean)
+    assert load_rows(client, runs["champion"], "heldout")[-1]["rouge_l"] is None
+    assert load_rows(client, runs["champion"], "train") is None
+    no_table = make_trial_run(config, 3, {"consistency/heldout/rouge_l": 0.99}, model_dir=tiny_llama_dir)
+    assert registry.promote(config, runs["champion"]).promoted
+
+    noisy = registry.promote(config, runs["noisy"])
+    name = "consistency/heldout/rouge_l"
+    assert not noisy.promoted and noisy.candidate.values[name] > noisy.champion.values[name]  # the old rule: promoted
+    assert noisy.interval.n == 39 and noisy.interval.low <= 0 < noisy.interval.high
+    assert "inside the noise" in noisy.reason and "vs version 1" in noisy.reason
+    assert set(versions(client, "tiny")) == {"1"}
+
+    fallback = registry.promote(config, no_table, dry_run=True)
+    assert fallback.promoted and fallback.interval is None
+    assert f"run {no_table} has no per-example table eval/heldout.json: strict improvement rule" in fallback.reason
+
+    clear = registry.promote(config, runs["clear"])
+    assert clear.promoted and clear.interval.low > 0 and clear.interval.level == 0.9
+    assert clear.interval_line.startswith("consistency/heldout/rouge_l +0.")
+    tags = client.get_model_version(config.registry_name, clear.candidate_version).tags
+    assert tags["harness.promotion"].startswith("champion: beats the champion: consistency/heldout/rouge_l +0.")
+    evidence = json.loads(tags["harness.promotion_interval"])
+    assert evidence["vs_version"] == "1" and evidence["n"] == 39 and evidence["low"] == clear.interval.low
+    assert aliases(client, "tiny") == {"champion": "2", "previous": "1"}

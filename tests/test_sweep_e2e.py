@@ -123,6 +123,7 @@ def test_sweep_scores_every_trial_and_the_baseline(study_yaml: Path, tmp_path: P
         f"evaluation.judge.cache_path={tmp_path}/judge.sqlite",
         "evaluation.judge.concurrency=1",
         "evaluation.judge.max_tokens=120",
+        "evaluation.judge.check_size=2",
     ]
     config = load_config(study_yaml, overrides)
     result = run_sweep(config)

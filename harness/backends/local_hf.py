@@ -231,12 +231,12 @@ class LocalBackend:
         tokenizer = models.load_tokenizer(self.config.base_model)
         settings = self.config.evaluation
 
-        def answer(prompts: list[list[dict[str, Any]]]) -> list[str]:
+        def answer(prompts: list[list[dict[str, Any]]], max_new_tokens: int | None = None) -> list[str]:
             return generate(
                 model,
                 tokenizer,
                 prompts,
-                max_new_tokens=settings.max_new_tokens,
+                max_new_tokens=max_new_tokens or settings.max_new_tokens,
                 batch_size=settings.batch_size,
                 bf16=use_bf16(self.config.training.precision),
             )

@@ -19,6 +19,7 @@ from typing import Any
 from harness.evaluation.judge_cache import JudgeCache, cache_key
 from harness.evaluation.judge_parse import (
     ParseError,
+    clean_reasons,
     parse_reply,
     tokens_from_choice,
     weighted_scores,
@@ -277,7 +278,7 @@ class Judge:
             overall = rubric.to_percent(values["overall"])
         else:
             overall = sum(v for v in criteria.values() if v is not None) / len(keys)
-        return JudgeScore(criteria=criteria, overall=overall, reasons=reasons)
+        return JudgeScore(criteria=criteria, overall=overall, reasons=clean_reasons(reasons))
 
     def _missing(self, error: str) -> JudgeScore:
         return JudgeScore({k: None for k in self.rubric.keys}, None, "", error)

@@ -60,6 +60,22 @@ def parse_reply(text: str, keys: Sequence[str], low: int, high: int) -> tuple[di
     return found, reasons.strip()
 
 
+_WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+def clean_reasons(text: str) -> str:
+    """A judge's reasons when they read as a sentence (three or more words); else "".
+
+    Small judges fill the field with "###", "...", "7.0" or an echo of the answer's opening;
+    logging those would pass noise off as an explanation.
+    """
+    text = " ".join(text.split())
+    words = _WORD.findall(text)
+    if len(words) < 3 or sum(map(len, words)) < 0.5 * len(text.replace(" ", "")):
+        return ""
+    return text[:500]
+
+
 def looks_like_refusal(text: str) -> bool:
     return bool(_REFUSAL.search(text))
 

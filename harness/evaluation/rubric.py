@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,9 +51,9 @@ class Rubric:
             f'- "{c.key}" ({c.title}): {c.description}' for c in (*self.criteria, self.overall)
         )
         user = self.user_template.format(
-            question=question,
-            reference=reference,
-            answer=answer,
+            question=_escape_tags(question),
+            reference=_escape_tags(reference),
+            answer=_escape_tags(answer),
             criteria=criteria,
             scale_min=self.scale_min,
             scale_max=self.scale_max,
@@ -66,6 +67,14 @@ class Rubric:
         """Map a score on the rubric scale to 0-100."""
         span = self.scale_max - self.scale_min
         return max(0.0, min(100.0, (value - self.scale_min) / span * 100.0))
+
+
+_TAGS = re.compile(r"<(/?)(question|reference|candidate)>", re.IGNORECASE)
+
+
+def _escape_tags(text: str) -> str:
+    """A text under review cannot open or close the template's delimiter tags."""
+    return _TAGS.sub(lambda m: f"<{m.group(1)}{m.group(2)}\u200b>", text)
 
 
 def resolve_rubric_path(path: Path | str) -> Path:

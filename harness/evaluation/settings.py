@@ -5,9 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Scorer = Literal["embedding", "rouge_l", "judge"]
+Scorer = Literal["embedding", "rouge_l", "structure", "detail", "judge"]
+# Scorers that read only the two texts (no LLM): cheap, deterministic, and what the composite uses.
+DeterministicScorer = Literal["embedding", "rouge_l", "structure", "detail"]
+DETERMINISTIC: tuple[str, ...] = ("embedding", "rouge_l", "structure", "detail")
+# Per-example columns a split table carries, besides the judge's.
+COMPOSITE = "consistency"
 StructuredOutput = Literal["auto", "json_schema", "json_object", "none"]
 
 
@@ -41,16 +46,49 @@ class JudgeConfig(_Frozen):
     threads_per_server: int = Field(default=1, ge=1)
     n_ctx: int = Field(default=2048, ge=512)
     startup_timeout_s: float = Field(default=120.0, gt=0)
+    # judge-check: controlled variants of this many training references, once per study (cached).
+    check: bool = True
+    check_size: int = Field(default=8, ge=2)
+    # Below this pairwise accuracy (overall) a judge may not be in the objective.
+    min_check_accuracy: float = Field(default=0.8, ge=0.0, le=1.0)
+    allow_weak: bool = False
+
+
+def _default_weights() -> dict[str, float]:
+    return {"structure": 0.3, "embedding": 0.3, "detail": 0.2, "rouge_l": 0.2}
 
 
 class EvaluationConfig(_Frozen):
     enabled: bool = True
-    scorers: tuple[Scorer, ...] = ("embedding", "rouge_l", "judge")
-    train_sample_size: int = Field(default=8, ge=0)
+    scorers: tuple[Scorer, ...] = ("embedding", "rouge_l", "structure", "detail", "judge")
+    # The per-example `consistency` composite: a weighted mean of the deterministic scorers that
+    # ran (weights renormalised over them). Layout and content weigh most: they are what a
+    # fine-tune changes and what a user reads first.
+    consistency_weights: dict[DeterministicScorer, float] = Field(default_factory=_default_weights)
+    # None: as many as the held-out sample (an equal-size train sample); 0: no train split.
+    train_sample_size: int | None = Field(default=None, ge=0)
     # None: every held-out (validation) example; a number: a fixed-seed sample of them.
     heldout_sample_size: int | None = Field(default=None, ge=1)
     sample_seed: int = 0
-    max_new_tokens: int = Field(default=192, ge=1)
+    # A cap: each split generates at most its longest reference's tokens x (1 + length_margin)
+    # + 16, so no time goes to tokens no reference needs while a much longer answer still shows.
+    max_new_tokens: int = Field(default=256, ge=1)
+    length_margin: float = Field(default=0.5, ge=0.0)
     batch_size: int = Field(default=8, ge=1)
     baseline: bool = True
+    # Paired bootstrap intervals of each trial against the baseline, on the same prompts.
+    confidence_level: float = Field(default=0.9, gt=0.5, lt=1.0)
+    bootstrap_resamples: int = Field(default=2000, ge=100)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
+
+    @field_validator("consistency_weights")
+    @classmethod
+    def _weights(cls, value: dict[str, float]) -> dict[str, float]:
+        if any(w < 0 for w in value.values()) or not any(w > 0 for w in value.values()):
+            raise ValueError("weights must be >= 0 with at least one > 0")
+        return value
+
+    @property
+    def composite_scorers(self) -> tuple[str, ...]:
+        """The deterministic scorers the composite is made of (those that run, weight > 0)."""
+        return tuple(s for s in DETERMINISTIC if s in self.scorers and self.consistency_weights.get(s, 0) > 0)

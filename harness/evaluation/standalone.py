@@ -31,7 +31,7 @@ EVAL_ROLE = "eval"
 TAG_MODEL_SPEC = "harness.eval_model"
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
-Answer = Callable[[list[list[dict[str, Any]]]], list[str]]
+Answer = Callable[..., list[str]]  # (prompts, max_new_tokens=None) -> answers
 
 
 class ModelSpecError(ConfigError):
@@ -70,7 +70,8 @@ def _remote(config: StudyConfig, model: str) -> Answer:
         api_version=config.openai.api_version,
     )
     answerer = RemoteAnswerer(spec)
-    return lambda prompts: answerer(prompts, max_new_tokens=config.evaluation.max_new_tokens)
+    default = config.evaluation.max_new_tokens
+    return lambda prompts, max_new_tokens=None: answerer(prompts, max_new_tokens=max_new_tokens or default)
 
 
 def _registered(config: StudyConfig, spec: str, client: Any) -> tuple[Answer, dict[str, str]]:
@@ -85,7 +86,13 @@ def _registered(config: StudyConfig, spec: str, client: Any) -> tuple[Answer, di
         version = client.get_model_version_by_alias(name, match["alias"]).version
     model = serving.load(f"models:/{name}/{version}", config.mlflow.tracking_uri)
     settings = generation_settings(config)
-    return lambda prompts: model.predict(prompts, params=settings), {TAG_REGISTERED: name, TAG_VERSION: str(version)}
+
+    def answer(prompts: list[Any], max_new_tokens: int | None = None) -> list[str]:
+        return model.predict(
+            prompts, params={**settings, "max_new_tokens": max_new_tokens or settings["max_new_tokens"]}
+        )
+
+    return answer, {TAG_REGISTERED: name, TAG_VERSION: str(version)}
 
 
 def _trial_run(config: StudyConfig, run_id: str, client: Any) -> Answer:
@@ -93,8 +100,14 @@ def _trial_run(config: StudyConfig, run_id: str, client: Any) -> Answer:
 
     model_spec, weights = spec_from_run(client.get_run(run_id), config)
     answerer = answerer_for(model_spec, weights)
-    settings = generation_settings(config)
-    return lambda prompts: answerer(prompts, **settings)
+    return _with_settings(answerer, generation_settings(config))
+
+
+def _with_settings(answerer: Any, settings: dict[str, Any]) -> Answer:
+    def answer(prompts: list[Any], max_new_tokens: int | None = None) -> list[str]:
+        return answerer(prompts, **{**settings, "max_new_tokens": max_new_tokens or settings["max_new_tokens"]})
+
+    return answer
 
 
 def _base(config: StudyConfig) -> Answer:
@@ -103,8 +116,15 @@ def _base(config: StudyConfig) -> Answer:
     from harness.serving import LocalAnswerer
 
     answerer = LocalAnswerer(models.load_base(config.base_model), models.load_tokenizer(config.base_model))
-    settings = generation_settings(config)
-    return lambda prompts: answerer(prompts, **settings)
+    return _with_settings(answerer, generation_settings(config))
+
+
+def token_counter(config: StudyConfig) -> Any:
+    """The base model's tokenizer sizes answer budgets, as in the study; remote models estimate."""
+    if config.backend != "local":
+        return None
+    tokenizer = models.load_tokenizer(config.base_model)
+    return lambda texts: [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
 
 def resolve(config: StudyConfig, spec: str, client: Any) -> tuple[Answer, dict[str, str]]:
@@ -128,7 +148,7 @@ def evaluate_model(config: StudyConfig, spec: str) -> EvalResult:
     answer, source_tags = resolve(config, spec, tracker.client)
     train, heldout = load_splits(config.data, config.system_prompt)
     tags = {TAG_ROLE: EVAL_ROLE, TAG_STUDY: config.study_name, TAG_MODEL_SPEC: spec, **source_tags}
-    with open_evaluator(config.evaluation, tracker, train, heldout) as evaluator:
+    with open_evaluator(config.evaluation, tracker, train, heldout, token_counter(config)) as evaluator:
         assert evaluator is not None  # enabled, checked above
         run = tracker.client.create_run(tracker.experiment_id, tags=tags, run_name=f"eval {spec}"[:250])
         with tracker.closing(run.info.run_id) as run_id:

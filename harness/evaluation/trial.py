@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import random
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from harness.config import ConfigError
@@ -17,7 +20,12 @@ from harness.evaluation.settings import EvaluationConfig
 from harness.tracking import Tracker
 
 TAG_EVAL_DIGEST = "harness.eval_digest"
-Answerer = Callable[[list[list[dict[str, Any]]]], list[str]]
+# Part of the eval digest: a change to how scorers score makes old numbers incomparable.
+SCORERS_VERSION = 2
+Answerer = Callable[..., list[str]]  # (prompts, max_new_tokens=...) -> answers
+TokenCounter = Callable[[list[str]], list[int]]
+# Paired comparisons with the baseline are made for these columns (and the judge's overall).
+COMPARED = ("embedding", "rouge_l", "structure", "detail", "consistency", "judge")
 
 
 def sample(examples: Sequence[Example], size: int | None, seed: int) -> list[Example]:
@@ -31,6 +39,39 @@ def question_of(example: Example) -> str:
     return next(m["content"] for m in reversed(example.prompt) if m["role"] == "user")
 
 
+def example_id(example: Example) -> str:
+    """``file.jsonl:line``: stable across machines and checkouts, unlike the full path."""
+    path, _, line = example.source.rpartition(":")
+    return f"{Path(path).name}:{line}" if path else example.source
+
+
+def estimate_tokens(texts: list[str]) -> list[int]:
+    """Without the model's tokenizer: about 3 characters a token for prose mixed with code."""
+    return [math.ceil(len(t) / 3) for t in texts]
+
+
+def token_budget(references: Sequence[str], settings: EvaluationConfig, count: TokenCounter) -> int:
+    """Pure: new tokens a split may generate: its longest reference with a margin, capped."""
+    longest = max(count(list(references)), default=0)
+    return max(1, min(settings.max_new_tokens, math.ceil(longest * (1 + settings.length_margin)) + 16))
+
+
+def vs_baseline(
+    split: str, rows: list[dict[str, Any]], baseline: list[dict[str, Any]], settings: EvaluationConfig
+) -> dict[str, float]:
+    """Paired differences (trial - baseline) and their bootstrap interval, per scorer."""
+    from harness.evaluation.paired import compare_rows
+
+    metrics: dict[str, float] = {}
+    for column in COMPARED:
+        diff = compare_rows(
+            rows, baseline, column, level=settings.confidence_level, resamples=settings.bootstrap_resamples
+        )
+        if diff is not None:
+            metrics |= diff.as_metrics(f"consistency/{split}/{column}_vs_baseline")
+    return metrics
+
+
 @dataclass
 class Evaluator:
     """Scores trained models on a train sample and the held-out set, the same way every time."""
@@ -40,26 +81,47 @@ class Evaluator:
     splits: dict[str, list[Example]]
     judge: Any = None
     embedder: Any = None
+    count_tokens: TokenCounter = estimate_tokens
+    # The untuned base model's rows per split, once it has been evaluated: trials are compared to it.
+    baseline_rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    last_rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _counted: dict[str, int] = field(default_factory=lambda: {"calls": 0, "cache_hits": 0})
 
     @property
     def digest(self) -> str:
         """Identity of this evaluation: same digest, scores comparable across runs and studies."""
-        h = hashlib.sha256(self.settings.model_dump_json(exclude={"enabled", "baseline"}).encode())
+        exclude = {"enabled", "baseline", "confidence_level", "bootstrap_resamples"}
+        h = hashlib.sha256(f"scorers-v{SCORERS_VERSION}".encode())
+        h.update(self.settings.model_dump_json(exclude=exclude).encode())
         for split, examples in sorted(self.splits.items()):
             h.update(f"{split}:{digest(examples)}".encode())
         if self.judge is not None:
             h.update(json.dumps(self.judge.params(), sort_keys=True).encode())
         return h.hexdigest()[:16]
 
+    def budgets(self) -> dict[str, int]:
+        return {
+            split: token_budget([e.reference for e in examples], self.settings, self.count_tokens)
+            for split, examples in self.splits.items()
+            if examples
+        }
+
     def evaluate(self, answer: Answerer, run_id: str) -> dict[str, float]:
-        """Generate, score, log tables and params on ``run_id``; return the metrics."""
+        """Generate, score, log tables and params on ``run_id``; return the metrics.
+
+        When the baseline's rows are known, each split also gets paired differences to it.
+        """
         self.tracker.set_tags(run_id, {TAG_EVAL_DIGEST: self.digest})
         metrics: dict[str, float] = {}
+        budgets = self.budgets()
+        self.last_rows = {}
+        started, generating = time.perf_counter(), 0.0
         for split, examples in self.splits.items():
             if not examples:
                 continue
-            answers = answer([e.prompt for e in examples])
+            begin = time.perf_counter()
+            answers = answer([e.prompt for e in examples], max_new_tokens=budgets[split])
+            generating += time.perf_counter() - begin
             scores = score_split(
                 split,
                 [question_of(e) for e in examples],
@@ -68,13 +130,23 @@ class Evaluator:
                 scorers=self.settings.scorers,
                 embedder=self.embedder,
                 judge=self.judge,
+                weights={s: self.settings.consistency_weights[s] for s in self.settings.composite_scorers},
+                ids=[example_id(e) for e in examples],
             )
             metrics |= scores.metrics
+            self.last_rows[split] = scores.rows
             self.tracker.log_table(run_id, scores.rows, f"eval/{split}.json")
+            if split in self.baseline_rows:
+                metrics |= vs_baseline(split, scores.rows, self.baseline_rows[split], self.settings)
         if self.judge is not None:
             self.tracker.log_params(run_id, self.judge.params())
             metrics |= self._judge_counters()
-        return metrics
+        return metrics | {"eval_seconds": time.perf_counter() - started, "eval_generation_seconds": generating}
+
+    def skip_judge_counts(self) -> None:
+        """Calls made outside an evaluation (the judge check) are not counted against the next one."""
+        if self.judge is not None:
+            self._counted = {"calls": self.judge.calls, "cache_hits": self.judge.cache_hits}
 
     def _judge_counters(self) -> dict[str, float]:
         """Calls and cache hits of this evaluation alone (the judge counts for the whole study)."""
@@ -100,16 +172,19 @@ def check(settings: EvaluationConfig) -> None:
 
 @contextlib.contextmanager
 def open_evaluator(
-    settings: EvaluationConfig, tracker: Tracker, train: Sequence[Example], heldout: Sequence[Example]
+    settings: EvaluationConfig,
+    tracker: Tracker,
+    train: Sequence[Example],
+    heldout: Sequence[Example],
+    count_tokens: TokenCounter | None = None,
 ) -> Iterator[Evaluator | None]:
     """Load the embedder and start the judge once per study; stop the judge when done."""
     if not settings.enabled:
         yield None
         return
-    splits = {
-        "train": sample(train, settings.train_sample_size, settings.sample_seed),
-        "heldout": sample(heldout, settings.heldout_sample_size, settings.sample_seed),
-    }
+    held = sample(heldout, settings.heldout_sample_size, settings.sample_seed)
+    train_size = len(held) if settings.train_sample_size is None else settings.train_sample_size
+    splits = {"train": sample(train, train_size, settings.sample_seed), "heldout": held}
     embedder = None
     if "embedding" in settings.scorers:
         from harness.evaluation.embedding import load_embedder
@@ -121,4 +196,6 @@ def open_evaluator(
             from harness.evaluation.judge_session import open_judge
 
             judge = stack.enter_context(open_judge(settings.judge))
-        yield Evaluator(settings, tracker, splits, judge=judge, embedder=embedder)
+        yield Evaluator(
+            settings, tracker, splits, judge=judge, embedder=embedder, count_tokens=count_tokens or estimate_tokens
+        )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-GOOD = '{"structure": 7, "content": 6, "detail": 5, "style": 8, "overall": 7, "reasons": "close"}'
+GOOD = '{"structure": 7, "content": 6, "detail": 5, "style": 8, "overall": 7, "reasons": "Close to the reference in layout."}'
 
 
 @dataclass

@@ -52,7 +52,7 @@ def test_scores_are_probability_weighted(base_url: str, state: FakeState) -> Non
     assert score.criteria["structure"] == pytest.approx(80.0)
     assert score.criteria["style"] == pytest.approx((0.6 * 8 + 0.4 * 9 - 1) / 8 * 100)
     assert score.overall == pytest.approx(80.0)
-    assert score.reasons == "close" and score.error is None
+    assert score.reasons == "Close to the reference in layout." and score.error is None
     request = state.requests[0]
     assert request["logprobs"] is True and request["top_logprobs"] == 5
     assert request["response_format"] == {"type": "json_object"}

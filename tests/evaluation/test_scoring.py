@@ -56,7 +56,7 @@ def test_metrics_and_rows_for_every_scorer() -> None:
     row = result.rows[2]
     assert row["question"] == "What is *args?" and row["answer"] == "I can't help with that."
     assert row["judge"] is None and row["judge_error"] == "refusal"
-    assert result.rows[0]["judge_reasons"] == "close" and result.rows[0]["embedding"] == 0.9
+    assert result.rows[0]["judge_reasons"] == "Close to the reference in layout." and result.rows[0]["embedding"] == 0.9
 
 
 def test_only_requested_scorers_run() -> None:
