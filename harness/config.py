@@ -75,6 +75,16 @@ class SearchSpace(_Frozen):
     def _choices(cls, value: Any) -> Any:
         return _nonempty_choices(value)
 
+    def continuous_ranges(self) -> list[str]:
+        """Keys of float ranges without a step: infinitely many values to choose from."""
+        specs = {name: getattr(self, name) for name in type(self).model_fields if name != "training_args"}
+        specs |= {f"training_args.{key}": spec for key, spec in self.training_args.items()}
+        return [
+            f"search_space.{name}"
+            for name, spec in specs.items()
+            if isinstance(spec, Range) and not spec.is_int and spec.step is None
+        ]
+
     @field_validator("method")
     @classmethod
     def _methods(cls, value: Any) -> Any:
@@ -217,6 +227,13 @@ class StudyConfig(_Frozen):
     def _stopping_rule(self) -> StudyConfig:
         if self.n_trials is None and self.timeout_minutes is None:
             raise ValueError("set n_trials, timeout_minutes or both, or the study never stops")
+        continuous = self.search_space.continuous_ranges()
+        if self.sampler.type == "grid" and continuous:
+            raise ValueError(
+                f"sampler.type grid tries every combination, but {', '.join(continuous)} "
+                f"{'is a continuous range' if len(continuous) == 1 else 'are continuous ranges'}: "
+                "give each a list of values or a step (not with log: true), or use another sampler"
+            )
         return self
 
     @property

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import optuna
 
 from harness.config import StudyConfig
@@ -9,13 +12,32 @@ from harness.search_space import TrialParams, suggest
 
 
 def sample_params(config: StudyConfig, n_trials: int) -> list[TrialParams]:
-    """Parameters the configured sampler would draw first (its seeded startup phase)."""
+    """Parameters the configured sampler would draw first (its seeded startup phase).
+
+    Sampling runs inside ``study.optimize`` because samplers may call ``study.stop()`` (the grid
+    sampler does once its grid is exhausted), which Optuna allows only there; an exhausted grid
+    therefore yields fewer than ``n_trials`` parameter sets.
+    """
     from harness.study import make_sampler
 
-    study = optuna.create_study(sampler=make_sampler(config.sampler))
-    drawn = []
-    for _ in range(n_trials):
-        trial = study.ask()
+    drawn: list[TrialParams] = []
+
+    def record(trial: optuna.Trial) -> float:
         drawn.append(suggest(trial, config.search_space))
-        study.tell(trial, 0.0)
+        return 0.0  # a constant value: the sampler's first draws do not depend on results
+
+    with _optuna_quiet():
+        study = optuna.create_study(sampler=make_sampler(config.sampler))
+        study.optimize(record, n_trials=n_trials, catch=())
     return drawn
+
+
+@contextlib.contextmanager
+def _optuna_quiet() -> Iterator[None]:
+    """Without Optuna's "trial finished with value 0.0" lines: these trials are not real."""
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)

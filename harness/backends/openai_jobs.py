@@ -1,8 +1,8 @@
 """Talking to the fine-tuning API: clients, bounded retries, uploads, job payloads, results.
 
-The SDK's own retries are switched off (``max_retries=0``) and done here instead, because the
-SDK retries every 429 alike (an exhausted quota never recovers by waiting), gives up on a
-``Retry-After`` over two minutes, and its sleeps cannot be replaced in tests.
+The SDK's own retries are switched off (``max_retries=0``) and done here with harness.retry
+instead, because the SDK retries every 429 alike (an exhausted quota never recovers by waiting),
+gives up on a ``Retry-After`` over two minutes, and its sleeps cannot be replaced in tests.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
-import email.utils
 import io
 import os
 import re
@@ -24,10 +23,11 @@ import openai
 from harness.backends.base import TrialStopped
 from harness.backends.openai_settings import OpenAIConfig
 from harness.config import ConfigError
+from harness.retry import Clock, Sleep, retrying
+from harness.retry import retry_after_s as retry_after_s  # re-exported: tests and callers import it here
 from harness.search_space import TrialParams
 
 T = TypeVar("T")
-Sleep = Callable[[float], None]
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 SUFFIX_MAX = 64
 SECRET_ENV = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY")
@@ -87,23 +87,6 @@ def scrub_secrets(text: str) -> str:
     return text
 
 
-def retry_after_s(headers: Mapping[str, str]) -> float | None:
-    """Seconds the server asked us to wait: retry-after-ms, retry-after seconds or HTTP date."""
-    if ms := headers.get("retry-after-ms"):
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
-
-
 def quota_exhausted(error: openai.APIStatusError) -> bool:
     return "insufficient_quota" in (
         str(getattr(error, "code", "")),
@@ -112,43 +95,49 @@ def quota_exhausted(error: openai.APIStatusError) -> bool:
 
 
 class Caller:
-    """Runs one API call with bounded retries: 429 waits as told, 5xx and network back off."""
+    """Runs one API call with bounded retries: 429 waits as told, 5xx and network back off.
 
-    def __init__(self, settings: OpenAIConfig, sleep: Sleep = time.sleep) -> None:
+    An exhausted quota (429 ``insufficient_quota``) never recovers by waiting: it stops the study.
+    """
+
+    def __init__(self, settings: OpenAIConfig, sleep: Sleep = time.sleep, clock: Clock = time.monotonic) -> None:
         self.settings = settings
         self.sleep = sleep
-
-    def _wait(self, attempt: int, error: Exception) -> float:
-        told = (
-            retry_after_s(error.response.headers)
-            if isinstance(error, openai.APIStatusError)
-            else None
-        )
-        wait = told if told is not None else min(2.0**attempt, 60.0)
-        return min(wait, self.settings.retry_max_wait_s)
+        self.clock = clock
 
     def __call__(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        attempt = 0
-        while True:
-            try:
-                return fn(*args, **kwargs)
-            except openai.RateLimitError as error:
-                if quota_exhausted(error):
-                    raise TrialStopped(
-                        "the API account has no quota left (insufficient_quota): add credit or "
-                        "raise the limit, then resume the study",
-                        stop_study=True,
-                        code="insufficient_quota",
-                    ) from error
-                if attempt >= self.settings.max_retries:
-                    raise
-                wait = self._wait(attempt, error)
-            except (openai.InternalServerError, openai.APIConnectionError) as error:
-                if attempt >= self.settings.max_retries:
-                    raise
-                wait = self._wait(attempt, error)
-            attempt += 1
-            self.sleep(wait)
+        policy = retrying(
+            _retryable,
+            max_attempts=self.settings.max_retries + 1,
+            max_wait_s=self.settings.retry_max_wait_s,
+            sleep=self.sleep,
+            clock=self.clock,
+        )
+        try:
+            return policy(fn, *args, **kwargs)
+        except openai.RateLimitError as error:
+            if quota_exhausted(error):
+                raise TrialStopped(
+                    "the API account has no quota left (insufficient_quota): add credit or "
+                    "raise the limit, then resume the study",
+                    stop_study=True,
+                    code="insufficient_quota",
+                ) from error
+            raise
+
+
+def _retryable(error: BaseException) -> bool:
+    if isinstance(error, openai.RateLimitError):
+        return not quota_exhausted(error)
+    return isinstance(error, openai.InternalServerError | openai.APIConnectionError)
+
+
+class _StillProcessing(Exception):
+    """The service is still importing a file (pending / running)."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 class FileStore:
@@ -158,8 +147,18 @@ class FileStore:
     same bytes (on the same endpoint and account) without any local state to lose.
     """
 
-    def __init__(self, client: openai.OpenAI, call: Caller, sleep: Sleep, poll_s: float) -> None:
+    def __init__(
+        self,
+        client: openai.OpenAI,
+        call: Caller,
+        sleep: Sleep,
+        poll_s: float,
+        timeout_s: float | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self.client, self.call, self.sleep, self.poll_s = client, call, sleep, poll_s
+        self.timeout_s = call.settings.file_processing_timeout_s if timeout_s is None else timeout_s
+        self.clock = clock or call.clock
         self._ids: dict[str, str] = {}
         self._lock = threading.Lock()  # parallel trials must not upload the same file twice
 
@@ -188,15 +187,34 @@ class FileStore:
         return uploaded.id
 
     def _wait_processed(self, file_id: str) -> None:
+        """Poll every ``poll_s`` until the file is processed, at most ``timeout_s`` seconds."""
         # Azure reports pending/running while it imports a file; jobs need it processed.
-        while True:
-            item = self.call(self.client.files.retrieve, file_id)
-            if item.status == "error":
-                detail = getattr(item, "status_details", None) or "no details"
-                raise TrialStopped(f"file {file_id} failed processing: {detail}", code="file_error")
-            if item.status not in ("pending", "running"):
-                return
-            self.sleep(self.poll_s)
+        policy = retrying(
+            lambda error: isinstance(error, _StillProcessing),
+            deadline_s=self.timeout_s,
+            initial_wait_s=self.poll_s,
+            backoff_cap_s=self.poll_s,
+            max_wait_s=self.poll_s,
+            sleep=self.sleep,
+            clock=self.clock,
+        )
+        try:
+            policy(self._check_processed, file_id)
+        except _StillProcessing as still:
+            raise TrialStopped(
+                f"file {file_id} is still {still.status} after {self.timeout_s:g} s of waiting for "
+                "the service to process it: resume the study later (the upload is reused) or raise "
+                "openai.file_processing_timeout_s",
+                code="file_processing_timeout",
+            ) from None
+
+    def _check_processed(self, file_id: str) -> None:
+        item = self.call(self.client.files.retrieve, file_id)
+        if item.status == "error":
+            detail = getattr(item, "status_details", None) or "no details"
+            raise TrialStopped(f"file {file_id} failed processing: {detail}", code="file_error")
+        if item.status in ("pending", "running"):
+            raise _StillProcessing(item.status)
 
 
 def suffix_for(prefix: str, trial: int) -> str:

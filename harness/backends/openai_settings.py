@@ -49,6 +49,8 @@ class OpenAIConfig(_Frozen):
     max_retries: int = Field(default=5, ge=0)
     retry_max_wait_s: float = Field(default=600.0, gt=0)
     request_timeout_s: float = Field(default=120.0, gt=0)
+    # How long an uploaded file may stay pending/running (Azure imports it) before the trial stops.
+    file_processing_timeout_s: float = Field(default=1800.0, gt=0)
     budget_usd: float | None = Field(default=None, gt=0)
     # USD per 1M trained tokens, by base model; merged over DEFAULT_TRAINING_PRICES.
     training_price_per_mtok: dict[str, float] = Field(default_factory=dict)

@@ -1,8 +1,14 @@
-"""The judge rubric: criteria, score scale and prompt templates, loaded from YAML in evals/."""
+"""The judge rubric: criteria, score scale and prompt templates, loaded from YAML.
+
+The default consistency rubric ships inside the package (``harness/rubrics/consistency.yaml``),
+so an installed harness needs no checkout; ``evals/consistency_rubric.yaml`` is the identical
+editable copy to point ``evaluation.judge.rubric`` at when changing it.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +18,8 @@ import yaml
 
 from harness.config import ConfigError
 
-# evals/ lives at the repository root, beside the package.
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# Inside the harness package, read with importlib.resources (a wheel install has no evals/).
+PACKAGED_RUBRIC = "rubrics/consistency.yaml"
 
 
 class RubricError(ConfigError):
@@ -77,29 +83,37 @@ def _escape_tags(text: str) -> str:
     return _TAGS.sub(lambda m: f"<{m.group(1)}{m.group(2)}\u200b>", text)
 
 
-def resolve_rubric_path(path: Path | str) -> Path:
-    """A relative path is tried from the working directory, then from the repository root."""
-    path = Path(path).expanduser()
-    if path.is_absolute() or path.exists():
-        return path
-    fallback = REPO_ROOT / path
-    return fallback if fallback.exists() else path
+def packaged_rubric_bytes() -> bytes:
+    """The packaged consistency rubric, as shipped."""
+    return importlib.resources.files("harness").joinpath(PACKAGED_RUBRIC).read_bytes()
 
 
-def load_rubric(path: Path | str) -> Rubric:
-    """Parse and validate a rubric YAML file."""
-    resolved = resolve_rubric_path(path)
+def _read(path: Path | str | None) -> tuple[bytes, str]:
+    """(content, name to show) of a rubric file; None is the packaged one."""
+    if path is None:
+        name = f"harness/{PACKAGED_RUBRIC} (packaged)"
+        try:
+            return packaged_rubric_bytes(), name
+        except OSError as error:
+            raise RubricError(f"cannot read rubric {name}: {error}") from error
+    # A relative path is relative to the working directory, like every other path in a config.
+    resolved = Path(path).expanduser()
     try:
-        content = resolved.read_bytes()
+        return resolved.read_bytes(), str(resolved)
     except OSError as error:
         raise RubricError(f"cannot read rubric {resolved}: {error}") from error
+
+
+def load_rubric(path: Path | str | None = None) -> Rubric:
+    """Parse and validate a rubric YAML file; None loads the packaged consistency rubric."""
+    content, name = _read(path)
     data = yaml.safe_load(content)
     if not isinstance(data, dict):
-        raise RubricError(f"{resolved}: a rubric is a YAML mapping")
+        raise RubricError(f"{name}: a rubric is a YAML mapping")
     try:
-        return _build(data, hashlib.sha256(content).hexdigest()[:12], str(resolved))
+        return _build(data, hashlib.sha256(content).hexdigest()[:12], name)
     except (KeyError, TypeError, ValueError) as error:
-        raise RubricError(f"{resolved}: {error!r}") from error
+        raise RubricError(f"{name}: {error!r}") from error
 
 
 def _build(data: dict[str, Any], digest: str, path: str) -> Rubric:

@@ -28,7 +28,9 @@ class JudgeConfig(_Frozen):
     model: str = "smollm2"
     base_url: str | None = None
     api_version: str | None = None
-    rubric: Path = Path("evals/consistency_rubric.yaml")
+    # None: the packaged consistency rubric; or a path to your own copy, e.g.
+    # evals/consistency_rubric.yaml (relative to the working directory).
+    rubric: Path | None = None
     concurrency: int = Field(default=4, ge=1)
     # Bounded retries: the SDK's own for transport errors, ours for unparsable answers/refusals.
     max_retries: int = Field(default=2, ge=0)

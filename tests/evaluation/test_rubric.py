@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from harness.evaluation.rubric import RubricError, load_rubric
+from harness.evaluation.settings import JudgeConfig
 
 RUBRIC = Path(__file__).resolve().parents[2] / "evals" / "consistency_rubric.yaml"
 
@@ -58,3 +64,49 @@ def test_malformed_rubrics_fail_early(tmp_path: Path, mutate: object) -> None:
 def test_missing_file() -> None:
     with pytest.raises(RubricError, match="cannot read"):
         load_rubric("evals/no_such_rubric.yaml")
+
+
+# -- the packaged default rubric ------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGED = REPO / "harness" / "rubrics" / "consistency.yaml"
+
+
+def test_packaged_rubric_and_the_editable_copy_never_drift() -> None:
+    # evals/ is what users copy and edit; the package is what an install reads by default.
+    assert PACKAGED.read_bytes() == RUBRIC.read_bytes()
+    assert JudgeConfig().rubric is None
+
+
+def test_default_rubric_loads_from_any_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    rubric = load_rubric(None)
+    assert rubric.hash == load_rubric(RUBRIC).hash
+    assert rubric.keys == ("structure", "content", "detail", "style")
+    assert "packaged" in rubric.path
+    with pytest.raises(RubricError, match="cannot read"):
+        load_rubric("evals/consistency_rubric.yaml")  # relative to the working directory only
+
+
+def test_a_built_wheel_ships_the_rubric_and_finds_it(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "harness", source / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+    build = "from setuptools import build_meta; print(build_meta.build_wheel('dist'))"
+    built = subprocess.run([sys.executable, "-c", build], cwd=source, capture_output=True, text=True, check=True)
+    wheel = source / "dist" / built.stdout.strip().splitlines()[-1]
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        assert "harness/rubrics/consistency.yaml" in archive.namelist()
+        archive.extractall(site)
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    probe = "import harness; from harness.evaluation.rubric import load_rubric; print(harness.__file__, load_rubric().hash)"
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    ran = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
+    module_file, digest = ran.stdout.split()
+    assert Path(module_file).is_relative_to(site)  # the wheel's copy, not the checkout
+    assert digest == load_rubric(RUBRIC).hash
