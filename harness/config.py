@@ -5,14 +5,27 @@ Errors name the key's dotted path (``search_space.dropout.high``) and the file.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from harness.backends.openai_settings import OpenAIConfig
 from harness.evaluation.settings import EvaluationConfig
+from harness.hyperparams import BY_NAME, HYPERPARAMETERS, LOCAL_METHODS, REMOTE_METHODS, Hyperparameter
 
 Scalar = int | float | str | bool
 
@@ -55,20 +68,13 @@ def _nonempty_choices(value: Any) -> Any:
     return value
 
 
-class SearchSpace(_Frozen):
-    """What a trial samples. LoRA keys are sampled only on the LoRA branch."""
+class _SearchSpaceBase(_Frozen):
+    """What a trial samples. Method-specific keys are sampled only on their method's branch."""
 
-    epochs: ParamSpec = 1
-    batch_size: ParamSpec = 4
-    lr_multiplier: ParamSpec = 1.0
-    dropout: ParamSpec = 0.05
-    method: ParamSpec = "lora"
-    lora_rank: ParamSpec = 8
-    lora_alpha: ParamSpec = 16
-    lora_target_modules: ParamSpec = Field(default_factory=lambda: [["q_proj", "k_proj", "v_proj", "o_proj"]])
-    beta: ParamSpec | None = None
-    # Any other TrainingArguments field, e.g. weight_decay or warmup_ratio.
-    training_args: dict[str, ParamSpec] = Field(default_factory=dict)
+    @property
+    def extra_args(self) -> dict[str, Any]:
+        """TrainingArguments fields to sample (local backend only)."""
+        return dict(getattr(self, "training_args", {}))
 
     @field_validator("*", mode="before")
     @classmethod
@@ -78,22 +84,50 @@ class SearchSpace(_Frozen):
     def continuous_ranges(self) -> list[str]:
         """Keys of float ranges without a step: infinitely many values to choose from."""
         specs = {name: getattr(self, name) for name in type(self).model_fields if name != "training_args"}
-        specs |= {f"training_args.{key}": spec for key, spec in self.training_args.items()}
+        specs |= {f"training_args.{key}": spec for key, spec in self.extra_args.items()}
         return [
             f"search_space.{name}"
             for name, spec in specs.items()
             if isinstance(spec, Range) and not spec.is_int and spec.step is None
         ]
 
-    @field_validator("method")
+    def choices(self, name: str) -> list[Any]:
+        """Every value a list or fixed key can take (a range gives [])."""
+        spec = getattr(self, name)
+        return [] if isinstance(spec, Range) or spec is None else spec if isinstance(spec, list) else [spec]
+
+    @field_validator("method", check_fields=False)
     @classmethod
-    def _methods(cls, value: Any) -> Any:
-        allowed = {"lora", "full", "supervised", "dpo"}
+    def _known_methods(cls, value: Any) -> Any:
+        allowed = {*LOCAL_METHODS, *REMOTE_METHODS}
         values = value if isinstance(value, list) else [value]
         bad = [v for v in values if v not in allowed]
         if isinstance(value, Range) or bad:
             raise ValueError(f"method must be one of {sorted(allowed)} or a list of them, got {value!r}")
         return value
+
+
+def _search_field(hp: Hyperparameter) -> tuple[Any, Any]:
+    spec_type = ParamSpec | None if hp.default is None else ParamSpec
+    default = hp.default
+    return spec_type, Field(default_factory=lambda: copy.deepcopy(default), description=hp.meaning)
+
+
+def _search_space(name: str, backend: str, extra: dict[str, Any]) -> type[_SearchSpaceBase]:
+    """One field per declared hyperparameter this backend uses (harness.hyperparams): the schema
+    lives in one place, and a key another backend uses is an error here."""
+    fields = {hp.name: _search_field(hp) for hp in HYPERPARAMETERS if backend in hp.backends}
+    return create_model(name, __base__=_SearchSpaceBase, __module__=__name__, **fields, **extra)
+
+
+LocalSearchSpace = _search_space(
+    "LocalSearchSpace",
+    "local",
+    # Any other TrainingArguments field, e.g. weight_decay or warmup_ratio.
+    {"training_args": (dict[str, ParamSpec], Field(default_factory=dict))},
+)
+RemoteSearchSpace = _search_space("RemoteSearchSpace", "openai", {})
+SearchSpace = LocalSearchSpace | RemoteSearchSpace
 
 
 class DataConfig(_Frozen):
@@ -203,15 +237,39 @@ class PromotionConfig(_Frozen):
     bootstrap_resamples: int = Field(default=2000, ge=100)
 
 
-class StudyConfig(_Frozen):
+# What each backend's trials log as final metrics (see backends/hf_callbacks.py, openai_jobs.py).
+TRAINING_METRICS = {
+    "local": (
+        "eval_loss",
+        "train_loss",
+        "train_loss_mean",
+        "tokens_per_second_mean",
+        "trained_tokens_per_epoch",
+        "train_runtime_s",
+        "train_samples_per_second",
+    ),
+    "remote": (
+        "eval_loss",
+        "eval_accuracy",
+        "train_loss",
+        "train_accuracy",
+        "full_eval_loss",
+        "full_eval_accuracy",
+        "trained_tokens",
+        "cost_usd",
+    ),
+}
+EVAL_SUFFIXES = ("", "_vs_baseline", "_vs_baseline_ci_low", "_vs_baseline_ci_high")
+
+
+class _StudyBase(_Frozen):
+    """What every backend's study has; each backend's config adds its own section and rules."""
+
     study_name: str = Field(min_length=1)
-    backend: Literal["local", "openai", "azure_openai"] = "local"
     base_model: str = "smollm2"
     data: DataConfig
     system_prompt: str | None = None
     max_seq_length: int = Field(default=512, ge=16)
-    search_space: SearchSpace = Field(default_factory=SearchSpace)
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     pruner: PrunerConfig = Field(default_factory=PrunerConfig)
@@ -221,24 +279,127 @@ class StudyConfig(_Frozen):
     storage: str = "sqlite:///mlruns/optuna.db"
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
-    openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
+
+    # Subclasses say what they accept.
+    METHODS: ClassVar[tuple[str, ...]] = ()
+    METRICS_KEY: ClassVar[str] = "local"
 
     @model_validator(mode="after")
-    def _stopping_rule(self) -> StudyConfig:
+    def _consistent(self) -> _StudyBase:
         if self.n_trials is None and self.timeout_minutes is None:
             raise ValueError("set n_trials, timeout_minutes or both, or the study never stops")
         continuous = self.search_space.continuous_ranges()
         if self.sampler.type == "grid" and continuous:
             raise ValueError(
-                f"sampler.type grid tries every combination, but {', '.join(continuous)} "
+                f"sampler.type: grid tries every combination, but {', '.join(continuous)} "
                 f"{'is a continuous range' if len(continuous) == 1 else 'are continuous ranges'}: "
                 "give each a list of values or a step (not with log: true), or use another sampler"
             )
+        self._check_search_space()
+        self._check_objective()
         return self
+
+    def _check_search_space(self) -> None:
+        backend = str(self.backend)  # type: ignore[attr-defined]
+        methods = self.search_space.choices("method")
+        if bad := [m for m in methods if m not in self.METHODS]:
+            raise ValueError(
+                f"search_space.method: {', '.join(map(str, bad))} not available on the {backend} backend"
+                f" (it takes {', '.join(self.METHODS)})"
+            )
+        for name in self.search_space.model_fields_set:
+            hp = BY_NAME.get(name)
+            if hp is not None and hp.methods and not set(hp.methods) & set(methods):
+                raise ValueError(f"search_space.{name}: only used with method {'/'.join(sorted(hp.methods))}")
+
+    def _check_objective(self) -> None:
+        produced = self.produced_metrics()
+        for name in self.objective.inputs:
+            if name not in produced and not self._judge_metric(name):
+                key = "objective.metric" if not (self.objective.weights or self.objective.metrics) else "objective"
+                raise ValueError(
+                    f"{key}: no trial of this study produces {name!r}; it produces "
+                    + ", ".join(sorted(n for n in produced if "_vs_baseline" not in n))
+                )
+
+    def produced_metrics(self) -> set[str]:
+        """Final metrics every trial logs: the backend's training metrics and the evaluation's."""
+        names = set(TRAINING_METRICS[self.METRICS_KEY])
+        settings = self.evaluation
+        if not settings.enabled:
+            return names
+        scorers = [s for s in settings.scorers if s != "judge"] + (
+            ["consistency"] if settings.composite_scorers else []
+        )
+        if "judge" in settings.scorers:
+            scorers += ["judge", "judge_missing"]
+        names |= {"eval_seconds", "eval_generation_seconds"}
+        for split in ("train", "heldout"):
+            names |= {f"consistency/{split}/{s}{suffix}" for s in scorers for suffix in EVAL_SUFFIXES}
+        return names
+
+    def _judge_metric(self, name: str) -> bool:
+        # Per-criterion judge scores are named by the rubric, read only when the judge starts.
+        parts = name.split("/")
+        return (
+            "judge" in self.evaluation.scorers
+            and len(parts) == 3
+            and parts[0] == "consistency"
+            and parts[1] in ("train", "heldout")
+            and parts[2].startswith("judge_")
+        )
 
     @property
     def registry_name(self) -> str:
         return self.mlflow.registry_model_name or self.study_name
+
+    @property
+    def parallel_trials(self) -> int:
+        """Trials that may run at once in one process (local trials share one model in memory)."""
+        return 1
+
+
+class LocalStudyConfig(_StudyBase):
+    """transformers + peft on this machine."""
+
+    backend: Literal["local"] = "local"
+    search_space: LocalSearchSpace = Field(default_factory=LocalSearchSpace)  # type: ignore[valid-type]
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    METHODS: ClassVar[tuple[str, ...]] = LOCAL_METHODS
+
+
+class RemoteStudyConfig(_StudyBase):
+    """OpenAI or Azure OpenAI fine-tuning jobs."""
+
+    backend: Literal["openai", "azure_openai"]
+    search_space: RemoteSearchSpace = Field(default_factory=RemoteSearchSpace)  # type: ignore[valid-type]
+    openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
+
+    METHODS: ClassVar[tuple[str, ...]] = REMOTE_METHODS
+    METRICS_KEY: ClassVar[str] = "remote"
+
+    @property
+    def parallel_trials(self) -> int:
+        return self.openai.max_concurrent_jobs
+
+
+def _backend_tag(value: Any) -> str:
+    backend = value.get("backend", "local") if isinstance(value, dict) else getattr(value, "backend", "local")
+    return {"local": "local", "openai": "remote", "azure_openai": "remote"}.get(backend, str(backend))
+
+
+# ``backend`` picks the config class: each backend owns its settings, methods and keys.
+StudyConfig = Annotated[
+    Annotated[LocalStudyConfig, Tag("local")] | Annotated[RemoteStudyConfig, Tag("remote")],
+    Discriminator(_backend_tag),
+]
+_STUDY_ADAPTER: TypeAdapter[Any] = TypeAdapter(StudyConfig)
+
+
+def parse_study(data: Any) -> LocalStudyConfig | RemoteStudyConfig:
+    """Validate a study config from plain data (YAML, JSON); raises pydantic's ValidationError."""
+    return _STUDY_ADAPTER.validate_python(data)
 
 
 class ConfigError(ValueError):
@@ -248,15 +409,34 @@ class ConfigError(ValueError):
 def _format_errors(source: str, error: ValidationError) -> str:
     lines = [f"{source}: invalid config"]
     for item in error.errors():
-        path = ".".join(str(p) for p in item["loc"] if not _is_union_tag(p)) or "(top level)"
+        path = ".".join(str(p) for p in item["loc"] if not _is_union_tag(p))
         problem = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
-        lines.append(f"  {path}: {problem}")
+        if item["type"] == "extra_forbidden" and len(item["loc"]) >= 2 and item["loc"][-2] == "search_space":
+            problem = _foreign_key(str(item["loc"][-1]), item["loc"])
+        if not path and problem.startswith("Value error, "):
+            problem = problem.removeprefix("Value error, ")  # our whole-config rules name their key
+        elif not path and item["type"] == "union_tag_invalid":
+            path, problem = "backend", f"must be local, openai or azure_openai, got {item['input'].get('backend')!r}"
+        lines.append(f"  {path or '(top level)'}: {problem}" if path or ": " not in problem else f"  {problem}")
     return "\n".join(lines)
+
+
+def _foreign_key(name: str, loc: tuple[Any, ...]) -> str:
+    """Why a search-space key is refused: another backend's hyperparameter, or unknown."""
+    hp = BY_NAME.get(name)
+    if hp is None and name == "training_args":
+        return "TrainingArguments exist only on the local backend"
+    if hp is None:
+        return "unknown key"
+    backend = "remote (OpenAI/Azure)" if "remote" in loc else "local"
+    used_by = ", ".join(sorted(hp.backends))
+    return f"not a hyperparameter of the {backend} backend: {name} ({hp.meaning}) is used by {used_by} only"
 
 
 def _is_union_tag(part: Any) -> bool:
     # pydantic puts the union member's name into loc ("Range", "list[any]"); users never wrote it.
-    return isinstance(part, str) and (part in {"Range", "str", "int", "float", "bool"} or "[" in part)
+    names = {"Range", "str", "int", "float", "bool", "local", "remote"}
+    return isinstance(part, str) and (part in names or "[" in part)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -277,7 +457,7 @@ def _apply(raw: dict[str, Any], path: list[str], value: Any) -> dict[str, Any]:
     return merged
 
 
-def load_config(path: Path, overrides: list[str] | None = None) -> StudyConfig:
+def load_config(path: Path, overrides: list[str] | None = None) -> LocalStudyConfig | RemoteStudyConfig:
     """Read YAML, apply ``key=value`` overrides, validate once. Raises ConfigError."""
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -291,7 +471,7 @@ def load_config(path: Path, overrides: list[str] | None = None) -> StudyConfig:
         raw = _apply(raw, *parse_override(text))
     raw = _resolve_paths(raw, path.parent)
     try:
-        return StudyConfig.model_validate(raw)
+        return parse_study(raw)
     except ValidationError as exc:
         source = f"{path} (with overrides {overrides})" if overrides else str(path)
         raise ConfigError(_format_errors(source, exc)) from None

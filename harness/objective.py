@@ -124,7 +124,7 @@ class TrialRunner:
     evaluator: Any = None  # harness.evaluation.trial.Evaluator when evaluation is on
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
-        params = suggest(trial, self.config.search_space)
+        params = suggest(trial, self.config.search_space, self.config.backend)
         tags = {**self.run_tags, TAG_STUDY: self.config.study_name, TAG_TRIAL: str(trial.number)}
         trial.set_user_attr(ATTR_HOST, socket.gethostname())
         trial.set_user_attr(ATTR_PID, os.getpid())

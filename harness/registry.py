@@ -27,7 +27,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from harness.config import ObjectiveConfig, StudyConfig
+from harness.config import ObjectiveConfig, StudyConfig, parse_study
 from harness.evaluation.paired import PairedDiff
 from harness.evaluation.tables import load_rows, table_path
 from harness.evaluation.trial import TAG_EVAL_DIGEST
@@ -218,7 +218,7 @@ def study_config(uri: str, *, study: str | None = None, run_id: str | None = Non
         raise RegistryError(f"experiment {experiment_id} in {uri} has no study parent run")
     with tempfile.TemporaryDirectory() as tmp:
         path = client.download_artifacts(parents[0].info.run_id, "config.json", tmp)
-        config = StudyConfig.model_validate(json.loads(Path(path).read_text()))
+        config = parse_study(json.loads(Path(path).read_text()))
     return config.model_copy(update={"mlflow": config.mlflow.model_copy(update={"tracking_uri": uri})})
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from harness.config import Range, SearchSpace
+from harness.hyperparams import HYPERPARAMETERS, Hyperparameter, TrialParams
+
+__all__ = ["TrialParams", "micro_batches", "suggest", "suggest_value"]
 
 
 class Suggester(Protocol):
@@ -20,43 +22,6 @@ class Suggester(Protocol):
     def suggest_categorical(self, name: str, choices: Any) -> Any: ...
 
 
-@dataclass(frozen=True)
-class TrialParams:
-    epochs: int
-    batch_size: int
-    lr_multiplier: float
-    dropout: float
-    method: str
-    lora_rank: int | None = None
-    lora_alpha: int | None = None
-    lora_target_modules: tuple[str, ...] | None = None
-    beta: float | None = None
-    training_args: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def is_lora(self) -> bool:
-        return self.method == "lora"
-
-    def as_flat_dict(self) -> dict[str, Any]:
-        """Flat params for MLflow: absent LoRA keys are left out, not logged as None."""
-        flat: dict[str, Any] = {
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "lr_multiplier": self.lr_multiplier,
-            "dropout": self.dropout,
-            "method": self.method,
-        }
-        if self.is_lora:
-            flat |= {
-                "lora_rank": self.lora_rank,
-                "lora_alpha": self.lora_alpha,
-                "lora_target_modules": ",".join(self.lora_target_modules or ()),
-            }
-        if self.beta is not None:
-            flat["beta"] = self.beta
-        return flat | {f"training_args.{k}": v for k, v in self.training_args.items()}
-
-
 def _choice_value(value: Any) -> Any:
     # Optuna choices must be scalars; lists (LoRA target sets) travel as comma-joined strings.
     return ",".join(value) if isinstance(value, list) else value
@@ -68,9 +33,7 @@ def suggest_value(trial: Suggester, name: str, spec: Any) -> Any:
         if spec.is_int:
             step = int(spec.step) if spec.step is not None else 1
             return trial.suggest_int(name, int(spec.low), int(spec.high), step=step, log=spec.log)
-        return trial.suggest_float(
-            name, float(spec.low), float(spec.high), step=spec.step, log=spec.log
-        )
+        return trial.suggest_float(name, float(spec.low), float(spec.high), step=spec.step, log=spec.log)
     if isinstance(spec, list):
         if len(spec) == 1:
             return _choice_value(spec[0])
@@ -78,36 +41,32 @@ def suggest_value(trial: Suggester, name: str, spec: Any) -> Any:
     return spec
 
 
-def suggest(trial: Suggester, space: SearchSpace) -> TrialParams:
-    """Sample a full parameter set; the LoRA branch exists only when method is lora."""
-    method = suggest_value(trial, "method", space.method)
-    lora: dict[str, Any] = {}
-    if method == "lora":
-        spec = space.lora_target_modules
-        # A flat list of module names is one fixed set; a list of lists is a choice between sets.
-        fixed_set = isinstance(spec, list) and all(isinstance(v, str) for v in spec)
-        targets = spec if fixed_set else suggest_value(trial, "lora_target_modules", spec)
-        lora = {
-            "lora_rank": int(suggest_value(trial, "lora_rank", space.lora_rank)),
-            "lora_alpha": int(suggest_value(trial, "lora_alpha", space.lora_alpha)),
-            "lora_target_modules": tuple(targets.split(",") if isinstance(targets, str) else targets),
-        }
-    beta = None
-    if method == "dpo" and space.beta is not None:
-        beta = float(suggest_value(trial, "beta", space.beta))
-    return TrialParams(
-        epochs=int(suggest_value(trial, "epochs", space.epochs)),
-        batch_size=int(suggest_value(trial, "batch_size", space.batch_size)),
-        lr_multiplier=float(suggest_value(trial, "lr_multiplier", space.lr_multiplier)),
-        dropout=float(suggest_value(trial, "dropout", space.dropout)),
-        method=str(method),
-        beta=beta,
-        training_args={
-            key: suggest_value(trial, f"training_args.{key}", spec)
-            for key, spec in space.training_args.items()
-        },
-        **lora,
-    )
+def suggest(trial: Suggester, space: SearchSpace, backend: str = "local") -> TrialParams:
+    """Sample every declared hyperparameter this backend uses; method-specific ones (LoRA keys,
+    DPO beta) only on their method's branch, so they never show up in the other branch's trials."""
+    method = str(suggest_value(trial, "method", space.method))
+    values: dict[str, Any] = {"method": method}
+    for hp in HYPERPARAMETERS:
+        spec = getattr(space, hp.name, None)  # a backend's search space has only its own keys
+        if hp.name == "method" or backend not in hp.backends or spec is None:
+            continue
+        if hp.methods is not None and method not in hp.methods:
+            continue
+        values[hp.name] = _typed(hp, _targets(trial, spec) if hp.type is tuple else suggest_value(trial, hp.name, spec))
+    training_args = {key: suggest_value(trial, f"training_args.{key}", spec) for key, spec in space.extra_args.items()}
+    return TrialParams(training_args=training_args, **values)
+
+
+def _targets(trial: Suggester, spec: Any) -> Any:
+    # A flat list of module names is one fixed set; a list of lists is a choice between sets.
+    fixed_set = isinstance(spec, list) and all(isinstance(v, str) for v in spec)
+    return spec if fixed_set else suggest_value(trial, "lora_target_modules", spec)
+
+
+def _typed(hp: Hyperparameter, value: Any) -> Any:
+    if hp.type is tuple:
+        return tuple(value.split(",") if isinstance(value, str) else value)
+    return hp.type(value)
 
 
 def micro_batches(batch_size: int, max_micro_batch_size: int) -> tuple[int, int]:

@@ -110,10 +110,11 @@ def spec_from_run(run: Any, config: StudyConfig) -> tuple[ModelSpec, Path | None
     if TAG_REMOTE_MODEL in tags:
         backend = tags.get("harness.backend", config.backend)
         deployment = None
-        if backend == "azure_openai" and config.openai.azure_deployment:
+        openai = getattr(config, "openai", None)  # a remote study's section
+        if backend == "azure_openai" and openai is not None and openai.azure_deployment:
             number = int(tags.get(TAG_TRIAL, "0"))
             job = run.data.params.get("openai_job_id", "")
-            deployment = config.openai.azure_deployment.format(trial=number, job_id=job, study=config.study_name)
+            deployment = openai.azure_deployment.format(trial=number, job_id=job, study=config.study_name)
         spec = ModelSpec(
             kind="remote",
             base_model=base,
@@ -121,7 +122,7 @@ def spec_from_run(run: Any, config: StudyConfig) -> tuple[ModelSpec, Path | None
             backend=backend,
             remote_model=tags[TAG_REMOTE_MODEL],
             deployment=deployment,
-            api_version=config.openai.api_version,
+            api_version=openai.api_version if openai is not None else None,
         )
         return spec, None
     raise models.ModelError(f"run {run.info.run_id} left no model (no {TAG_MODEL_DIR} or {TAG_REMOTE_MODEL} tag)")

@@ -246,7 +246,7 @@ def _optimize(study: optuna.Study, runner: TrialRunner, config: StudyConfig, n_t
     timeout = config.timeout_minutes * 60 if config.timeout_minutes else None
     callbacks = [report.progress_callback(progress, n_trials)] if progress else []
     # Remote jobs train elsewhere, so several can be in flight; local trials share one model.
-    n_jobs = min(config.openai.max_concurrent_jobs, n_trials) if config.backend != "local" else 1
+    n_jobs = min(config.parallel_trials, n_trials)
     study.optimize(runner, n_trials=n_trials, timeout=timeout, catch=(Exception,), callbacks=callbacks, n_jobs=n_jobs)
 
 

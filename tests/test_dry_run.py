@@ -48,7 +48,7 @@ def test_dry_run(config: Path, sampler: str, offline: None) -> None:
     continuous = load_config(config).search_space.continuous_ranges() if sampler == "grid" else []
     if continuous:
         assert result.exit_code == 2, output
-        assert "sampler.type grid" in output and all(name in output for name in continuous)
+        assert "sampler.type: grid" in output and all(name in output for name in continuous)
         assert result.exception is None or isinstance(result.exception, SystemExit)
         return
     assert result.exit_code == 0, f"{output}\n{result.exception!r}"

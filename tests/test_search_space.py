@@ -2,7 +2,7 @@ import optuna
 import pytest
 from optuna.trial import FixedTrial
 
-from harness.config import SearchSpace
+from harness.config import LocalSearchSpace as SearchSpace
 from harness.search_space import micro_batches, suggest
 
 

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from harness.backends.base import TrainResult, TrialContext
-from harness.config import StudyConfig
+from harness.config import StudyConfig, parse_study
 from harness.objective import ATTR_HOST, ATTR_PID, ATTR_RUN_ID, TrialRunner
 from harness.search_space import TrialParams
 from harness.study import reconcile
@@ -40,7 +40,7 @@ class ScriptedBackend:
 
 
 def config(tmp_path: Path) -> StudyConfig:
-    return StudyConfig.model_validate(
+    return parse_study(
         {"study_name": "s", "data": {"train_file": "x.jsonl"}, "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/m.db"}}
     )
 

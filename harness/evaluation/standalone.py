@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness import models
-from harness.config import ConfigError, StudyConfig
+from harness.config import ConfigError, LocalStudyConfig, RemoteStudyConfig, StudyConfig
 from harness.data.chat import load_splits
 from harness.evaluation.trial import open_evaluator
 from harness.objective import ObjectiveMetricMissing, objective_metrics, objective_value
@@ -53,7 +53,7 @@ def generation_settings(config: StudyConfig) -> dict[str, Any]:
     return {
         "max_new_tokens": settings.max_new_tokens,
         "batch_size": settings.batch_size,
-        "bf16": use_bf16(config.training.precision),
+        "bf16": use_bf16(config.training.precision if isinstance(config, LocalStudyConfig) else "auto"),
     }
 
 
@@ -67,7 +67,7 @@ def _remote(config: StudyConfig, model: str) -> Answer:
         backend=backend,
         remote_model=model,
         deployment=model if backend == "azure_openai" else None,  # Azure answers by deployment name
-        api_version=config.openai.api_version,
+        api_version=config.openai.api_version if isinstance(config, RemoteStudyConfig) else None,
     )
     answerer = RemoteAnswerer(spec)
     default = config.evaluation.max_new_tokens

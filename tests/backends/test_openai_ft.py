@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from harness.backends import openai_ft
 from harness.backends.base import TrialContext, TrialStopped
 from harness.backends.openai_ft import ATTR_JOB, OpenAIBackend
-from harness.config import ConfigError, StudyConfig
+from harness.config import ConfigError, StudyConfig, parse_study
 from harness.data.chat import DataError
 from harness.search_space import TrialParams
 from harness.study import run_sweep
@@ -64,7 +64,7 @@ def make_config(tmp_path: Path, files: tuple[Path, Path], **overrides: Any) -> S
             raw[section] = {**raw[section], name: value}
         else:
             raw[section] = value
-    return StudyConfig.model_validate(raw)
+    return parse_study(raw)
 
 
 def use_fake(monkeypatch: pytest.MonkeyPatch, fake: FakeAPI, sleep: Any = None) -> list[float]:

@@ -1,0 +1,121 @@
+"""Every searchable hyperparameter, declared once: name, type, meaning, who uses it.
+
+The search space's config keys, the sampled ``TrialParams`` and the flat dict logged to MLflow are
+all derived from ``HYPERPARAMETERS``; a backend refuses keys whose ``backends`` do not name it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+LOCAL = frozenset({"local"})
+REMOTE = frozenset({"openai", "azure_openai"})
+ALL_BACKENDS = LOCAL | REMOTE
+LOCAL_METHODS = ("lora", "full")
+REMOTE_METHODS = ("supervised", "dpo")
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    name: str
+    type: type
+    meaning: str
+    backends: frozenset[str]
+    default: Any  # the search-space spec when a config leaves the key out (None: not sampled)
+    methods: frozenset[str] | None = None  # sampled only when the trial's method is one of these
+
+
+HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
+    Hyperparameter(
+        "method",
+        str,
+        "local: lora (adapters on the frozen base) or full (every weight); OpenAI: supervised or dpo",
+        ALL_BACKENDS,
+        "lora",
+    ),
+    Hyperparameter("epochs", int, "passes over the training data", ALL_BACKENDS, 1),
+    Hyperparameter(
+        "batch_size",
+        int,
+        "effective batch; locally micro-batches of training.max_micro_batch_size times gradient accumulation",
+        ALL_BACKENDS,
+        4,
+    ),
+    Hyperparameter(
+        "lr_multiplier",
+        float,
+        "local: times training.base_learning_rate[method]; OpenAI: learning_rate_multiplier as sent",
+        ALL_BACKENDS,
+        1.0,
+    ),
+    Hyperparameter(
+        "dropout",
+        float,
+        "lora: lora_dropout on the adapters' input; full: every dropout probability of the model",
+        LOCAL,
+        0.05,
+    ),
+    Hyperparameter("lora_rank", int, "LoRA rank r", LOCAL, 8, frozenset({"lora"})),
+    Hyperparameter("lora_alpha", int, "LoRA alpha (scaling alpha / r)", LOCAL, 16, frozenset({"lora"})),
+    Hyperparameter(
+        "lora_target_modules",
+        tuple,
+        "modules that get adapters; a list of lists chooses between sets; [all-linear] for every linear",
+        LOCAL,
+        [["q_proj", "k_proj", "v_proj", "o_proj"]],
+        frozenset({"lora"}),
+    ),
+    Hyperparameter(
+        "beta", float, "DPO beta: how far the policy may move from the reference", REMOTE, None, frozenset({"dpo"})
+    ),
+)
+BY_NAME: Mapping[str, Hyperparameter] = {h.name: h for h in HYPERPARAMETERS}
+
+
+class TrialParams:
+    """One trial's sampled values, read as attributes (``params.epochs``); immutable."""
+
+    __slots__ = ("_values", "training_args")
+
+    def __init__(self, training_args: Mapping[str, Any] | None = None, **values: Any) -> None:
+        unknown = set(values) - set(BY_NAME)
+        if unknown:
+            raise TypeError(f"unknown hyperparameters: {sorted(unknown)}")
+        object.__setattr__(self, "_values", {h.name: values.get(h.name) for h in HYPERPARAMETERS})
+        object.__setattr__(self, "training_args", dict(training_args or {}))
+
+    def __getattr__(self, name: str) -> Any:
+        if name in BY_NAME:
+            return self._values[name]
+        raise AttributeError(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("TrialParams is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TrialParams) and (self._values, self.training_args) == (
+            other._values,
+            other.training_args,
+        )
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
+
+    def __repr__(self) -> str:
+        present = ", ".join(f"{k}={v!r}" for k, v in self._values.items() if v is not None)
+        return f"TrialParams({present})"
+
+    @property
+    def is_lora(self) -> bool:
+        return self.method == "lora"
+
+    def as_flat_dict(self) -> dict[str, Any]:
+        """Flat params for MLflow: values not sampled for this trial are left out, not logged as None."""
+        flat = {
+            name: ",".join(value) if isinstance(value, tuple) else value
+            for name, value in self._values.items()
+            if value is not None
+        }
+        return flat | {f"training_args.{k}": v for k, v in self.training_args.items()}
