@@ -7,7 +7,7 @@ from typing import Any, Protocol
 from harness.config import Range, SearchSpace
 from harness.hyperparams import HYPERPARAMETERS, Hyperparameter, TrialParams
 
-__all__ = ["TrialParams", "micro_batches", "suggest", "suggest_value"]
+__all__ = ["TrialParams", "suggest", "suggest_value"]
 
 
 class Suggester(Protocol):
@@ -67,11 +67,3 @@ def _typed(hp: Hyperparameter, value: Any) -> Any:
     if hp.type is tuple:
         return tuple(value.split(",") if isinstance(value, str) else value)
     return hp.type(value)
-
-
-def micro_batches(batch_size: int, max_micro_batch_size: int) -> tuple[int, int]:
-    """Effective batch -> (per-step micro batch, gradient accumulation steps), exact product."""
-    micro = min(batch_size, max_micro_batch_size)
-    while batch_size % micro:
-        micro -= 1
-    return micro, batch_size // micro

@@ -9,6 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from harness.config import load_config
+from harness.evaluation.tables import load_rows
 from harness.study import WeakJudgeError, run_sweep
 from tests.evaluation.fake_judges import random_judge
 from tests.evaluation.fake_server import FakeState, fake_server
@@ -50,11 +51,9 @@ def test_trials_carry_paired_intervals_against_the_baseline(study_yaml: Path) ->
             trial[f"consistency/heldout/{scorer}"] - baseline[f"consistency/heldout/{scorer}"]
         )
     assert trial["eval_seconds"] >= trial["eval_generation_seconds"] > 0
-    table = client.load_table(
-        runs["trial-0"][0].info.experiment_id, "eval/train.json", run_ids=[runs["trial-0"][0].info.run_id]
-    )
+    table = load_rows(client, runs["trial-0"][0].info.run_id, "train")
     assert len(table) == 3  # an equal-size train sample
-    assert table["id"].str.startswith("train.jsonl:").all()
+    assert all(row["id"].startswith("train.jsonl:") for row in table)
 
     study = optuna.load_study(study_name="tiny", storage=config.storage)
     assert study.metric_names == [METRIC]  # optuna-dashboard shows the name, not "Objective 0"

@@ -3,7 +3,8 @@ import pytest
 from optuna.trial import FixedTrial
 
 from harness.config import LocalSearchSpace as SearchSpace
-from harness.search_space import micro_batches, suggest
+from harness.backends.local_plan import micro_batches
+from harness.search_space import suggest
 
 
 def space(**kwargs) -> SearchSpace:

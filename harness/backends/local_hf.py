@@ -14,10 +14,11 @@ from transformers.trainer_callback import PrinterCallback
 from harness import models
 from harness.backends.base import TrainResult, TrialContext
 from harness.backends.hf_callbacks import MetricsCallback, PruningCallback, RichProgressCallback
+from harness.backends.local_plan import resolve
 from harness.config import ConfigError, StudyConfig
 from harness.data import chat
 from harness.data.tokenize import IGNORE_INDEX, TokenizedSet, tokenize_all
-from harness.search_space import TrialParams, micro_batches
+from harness.hyperparams import TrialParams
 
 
 def cpu_has_bf16() -> bool:
@@ -59,9 +60,7 @@ def _check_training_args(names: list[str]) -> None:
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ConfigError(
-            "search_space.training_args: unknown TrainingArguments field(s) " + ", ".join(unknown)
-        )
+        raise ConfigError("search_space.training_args: unknown TrainingArguments field(s) " + ", ".join(unknown))
 
 
 class LocalBackend:
@@ -97,15 +96,18 @@ class LocalBackend:
         facts = self.prepare()
         lines = [f"{self.config.study_name}: local training of {self.config.base_model}"]
         lines += [f"  {key}: {value}" for key, value in facts.items()]
-        t = self.config.training
         for number, params in enumerate(sample_params(self.config, n_trials)):
-            micro, accumulation = micro_batches(params.batch_size, t.max_micro_batch_size)
-            rate = t.base_learning_rate["lora" if params.is_lora else "full"] * params.lr_multiplier
+            plan = self.plan(params)
             lines.append(
-                f"  trial {number}: {params.as_flat_dict()} -> learning_rate {rate:.3g}, "
-                f"micro-batch {micro} x {accumulation} accumulation"
+                f"  trial {number}: {params.as_flat_dict()} -> learning_rate {plan.learning_rate:.3g}, "
+                f"micro-batch {plan.micro_batch} x {plan.accumulation} accumulation, dropout on "
+                f"{plan.dropout_applies_to}, bf16 {plan.bf16}"
             )
         return "\n".join(lines)
+
+    def plan(self, params: TrialParams) -> Any:
+        """What ``params`` mean for this machine's training (harness.backends.local_plan.resolve)."""
+        return resolve(params, self.config.training, use_bf16(self.config.training.precision))
 
     def _trial_model(self, params: TrialParams) -> Any:
         base = models.load_base(self.config.base_model)
@@ -130,16 +132,15 @@ class LocalBackend:
         self, params: TrialParams, output_dir: Path, disable_tqdm: bool = False
     ) -> TrainingArguments:
         t = self.config.training
-        micro, accumulation = micro_batches(params.batch_size, t.max_micro_batch_size)
-        method = "lora" if params.is_lora else "full"
+        plan = self.plan(params)
         on_cpu = not torch.cuda.is_available()
         return TrainingArguments(
             output_dir=str(output_dir),
             num_train_epochs=params.epochs,
-            per_device_train_batch_size=micro,
-            per_device_eval_batch_size=max(micro, 8),
-            gradient_accumulation_steps=accumulation,
-            learning_rate=t.base_learning_rate[method] * params.lr_multiplier,
+            per_device_train_batch_size=plan.micro_batch,
+            per_device_eval_batch_size=max(plan.micro_batch, 8),
+            gradient_accumulation_steps=plan.accumulation,
+            learning_rate=plan.learning_rate,
             eval_strategy="steps",
             eval_steps=t.eval_steps,
             logging_steps=t.logging_steps,
@@ -147,7 +148,7 @@ class LocalBackend:
             save_steps=t.save_steps,
             save_total_limit=t.save_total_limit,
             save_only_model=True,
-            bf16=use_bf16(t.precision),
+            bf16=plan.bf16,
             use_cpu=on_cpu,
             train_sampling_strategy="group_by_length" if t.group_by_length else "random",
             include_num_input_tokens_seen="non_padding",
@@ -205,13 +206,7 @@ class LocalBackend:
             "tokens_per_second_mean": sum(rates) / len(rates) if rates else 0.0,
             "trained_tokens_per_epoch": float(self.train_set.trained_tokens),
         }
-        resolved = {
-            "learning_rate": args.learning_rate,
-            "per_device_train_batch_size": args.per_device_train_batch_size,
-            "gradient_accumulation_steps": args.gradient_accumulation_steps,
-            "bf16": args.bf16,
-            "device": "cuda" if torch.cuda.is_available() else "cpu",
-        }
+        resolved = {**self.plan(params).as_params(), "device": "cuda" if torch.cuda.is_available() else "cpu"}
         return TrainResult(
             metrics=metrics,
             params=resolved,
@@ -219,6 +214,29 @@ class LocalBackend:
             answer=self.answerer(model),
             release=release,
         )
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Token counts with the base model's tokenizer: how evaluation sizes its answer budgets."""
+        tokenizer = models.load_tokenizer(self.config.base_model)
+        return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+    def baseline_metrics(self) -> dict[str, float]:
+        """The untuned base model's eval loss, measured exactly like a trial's final evaluation."""
+        import tempfile
+
+        base = models.load_base(self.config.base_model)
+        params = TrialParams(
+            method="full",
+            epochs=1,
+            batch_size=self.config.training.max_micro_batch_size,
+            lr_multiplier=1.0,
+            dropout=0.0,
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            args = self.training_arguments(params, Path(tmp), disable_tqdm=True)
+            trainer = self._trainer(base, args, [])
+            loss = trainer.evaluate()["eval_loss"]
+        return {"eval_loss": float(loss)}
 
     def base_answerer(self) -> Any:
         """Answers from the untuned base model: the study's before-picture."""
