@@ -19,7 +19,7 @@ from harness.evaluation.judge_cache import JudgeCache
 from harness.evaluation.judge_session import judge_gguf, server_count
 from harness.evaluation.rubric import load_rubric
 from harness.evaluation.server import llama_servers
-from harness.evaluation.settings import JudgeConfig
+from harness.settings.evaluation import JudgeConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 HELDOUT = ROOT / "experiments" / "data" / "programmer_heldout.jsonl"

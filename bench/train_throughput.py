@@ -27,9 +27,10 @@ from transformers import DataCollatorForSeq2Seq
 
 from harness import models
 from harness.backends.base import TrialContext
-from harness.backends.local_hf import LocalBackend, use_bf16
+from harness.backends.local.backend import LocalBackend
 from harness.config import StudyConfig
 from harness.data.tokenize import IGNORE_INDEX
+from harness.device import use_bf16
 from harness.search_space import TrialParams
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")

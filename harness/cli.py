@@ -134,16 +134,17 @@ def sweep(
 
 def _dry_run(config: StudyConfig) -> None:
     from harness import backends
+    from harness.study.sampling import sample_params
 
     try:
-        text = backends.create(config).dry_run(config.n_trials or 5)
+        text = backends.create(config).dry_run(sample_params(config, config.n_trials or 5))
     except USER_ERRORS as exc:
         raise _fail(str(exc)) from None
     Console().print(text, highlight=False, markup=False, soft_wrap=True)
 
 
 def _print_trials(study: Any) -> None:
-    from harness.report import trial_rows
+    from harness.study.report import trial_rows
 
     rows = trial_rows(study)
     compared = _compared_metric(study, rows)
@@ -196,7 +197,7 @@ def trials(
     """Print a study's trials: number, state, params, objective, MLflow run id."""
     import optuna
 
-    from harness.study import make_storage
+    from harness.storage import make_storage
 
     try:
         study = optuna.load_study(study_name=study_name, storage=make_storage(storage))
@@ -226,14 +227,14 @@ def _registry_errors() -> tuple[type[BaseException], ...]:
     """User-facing failures of registry commands (imported late: mlflow is slow to import)."""
     from mlflow.exceptions import MlflowException
 
-    from harness.registry import RegistryError
+    from harness.lifecycle.registry import RegistryError
 
     return (*USER_ERRORS, RegistryError, MlflowException, OSError)
 
 
 def _registry_config(target: str | None, run_id: str | None, tracking_uri: str | None, name: str | None) -> StudyConfig:
     """A study config from a YAML path, else as the study's sweep logged it (by name or by run)."""
-    from harness.registry import study_config
+    from harness.lifecycle.registry import study_config
 
     if target and Path(target).is_file():
         config = load(Path(target), [f"mlflow.tracking_uri={json.dumps(tracking_uri)}"] if tracking_uri else [])
@@ -270,7 +271,7 @@ def promote(
     candidate, 1 when it is not.
     """
     _quiet_registry()
-    from harness.registry import promote as promote_model
+    from harness.lifecycle.registry import promote as promote_model
 
     try:
         config = _registry_config(target, run, tracking_uri, name)
@@ -300,7 +301,7 @@ def models(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """List a registered model's versions: aliases, source trial, objective and held-out scores."""
-    from harness.registry import client_for, version_rows
+    from harness.lifecycle.registry import client_for, version_rows
 
     try:
         rows = version_rows(client_for(tracking_uri or DEFAULT_TRACKING_URI), name)
@@ -318,7 +319,7 @@ def models(
 
 def _load_model(model_uri: str, tracking_uri: str | None) -> Any:
     _quiet_registry()
-    from harness import serving
+    from harness.lifecycle import serving
 
     try:
         return serving.load(model_uri, tracking_uri or DEFAULT_TRACKING_URI)
@@ -374,7 +375,7 @@ def eval_model(
     """Evaluate any model exactly as the study's trials are, logged as a run in its experiment."""
     config = load(config_path, overrides or [])
     _quiet_registry()
-    from harness.evaluation.standalone import evaluate_model
+    from harness.lifecycle.evaluate import evaluate_model
 
     try:
         result = evaluate_model(config, model)
@@ -401,7 +402,7 @@ def score(
     ] = None,
 ) -> None:
     """Score answers produced anywhere with the study's own scorers; print a table and the means."""
-    from harness.evaluation.settings import Scorer
+    from harness.settings.evaluation import Scorer
 
     chosen = tuple(s.strip() for s in scorers.split(",")) if scorers else None
     known = Scorer.__args__  # type: ignore[attr-defined]

@@ -23,9 +23,9 @@ from pydantic import (
     model_validator,
 )
 
-from harness.backends.openai_settings import OpenAIConfig
-from harness.evaluation.settings import EvaluationConfig
 from harness.hyperparams import BY_NAME, HYPERPARAMETERS, LOCAL_METHODS, REMOTE_METHODS, Hyperparameter
+from harness.settings.evaluation import EvaluationConfig
+from harness.settings.openai import OpenAIConfig
 
 Scalar = int | float | str | bool
 

@@ -14,11 +14,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+# Every MLflow tag name the harness writes or reads, in one place.
+TAG_ROLE = "harness.role"  # parent | baseline | eval; trials have none
 PARENT_ROLE = "parent"
-TAG_ROLE = "harness.role"
+BASELINE_ROLE = "baseline"
+EVAL_ROLE = "eval"
 TAG_STUDY = "harness.study"
 TAG_TRIAL = "harness.trial_number"
 TAG_STATE = "harness.trial_state"
+TAG_MODEL_DIR = "harness.model_dir"  # where a trial's local weights are
+TAG_REMOTE_MODEL = "harness.remote_model"  # a remote fine-tuned model id
+TAG_EVAL_DIGEST = "harness.eval_digest"  # same digest: scores comparable
+TAG_DATASET = "harness.dataset_digest"
+TAG_MODEL_SPEC = "harness.eval_model"  # on eval runs: the --model spec
+TAG_REGISTERED = "harness.registered_model"  # on eval runs of a registered version
+TAG_VERSION = "harness.model_version"
+# Model version tags.
+TAG_RUN_ID = "harness.run_id"
+TAG_KIND = "harness.model_kind"
+TAG_PROMOTION = "harness.promotion"
+TAG_PROMOTION_INTERVAL = "harness.promotion_interval"  # JSON: the paired interval that decided
 _BATCH_METRICS = 1000
 _BATCH_PARAMS = 100
 _BATCH_TAGS = 100

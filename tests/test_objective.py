@@ -4,14 +4,8 @@ from optuna.trial import TrialState
 
 from harness.backends.base import TrialStopped
 from harness.config import ObjectiveConfig
-from harness.objective import (
-    RUN_STATUS,
-    ObjectiveMetricMissing,
-    objective_metrics,
-    objective_value,
-    outcome_tags,
-    reporter,
-)
+from harness.objective import ObjectiveMetricMissing, objective_metrics, objective_value
+from harness.study.trial import RUN_STATUS, outcome_tags, reporter
 
 
 def test_trial_state_maps_to_run_status() -> None:

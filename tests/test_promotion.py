@@ -7,7 +7,7 @@ import pytest
 
 from harness.config import ObjectiveConfig, PromotionConfig
 from harness.evaluation.paired import PairedDiff
-from harness.promotion import PerExample, decide, parse_metric, per_example, signed_interval
+from harness.lifecycle.promotion import PerExample, decide, parse_metric, per_example, signed_interval
 
 HELDOUT_ROUGE = ObjectiveConfig(metric="consistency/heldout/rouge_l", direction="maximize")
 

@@ -11,12 +11,11 @@ from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from harness import registry
 from harness.config import ObjectiveConfig, StudyConfig, load_config
 from harness.data.chat import load_splits
 from harness.evaluation.trial import open_evaluator
-from harness.objective import TAG_MODEL_DIR, TAG_REMOTE_MODEL
-from harness.tracking import Tracker
+from harness.lifecycle import registry
+from harness.tracking import TAG_MODEL_DIR, TAG_REMOTE_MODEL, Tracker
 
 FAST_EVAL = [
     "evaluation.scorers=[rouge_l]",
@@ -264,7 +263,7 @@ def test_champion_scored_elsewhere_is_reevaluated_before_comparing(study_yaml: P
 def test_sweep_registers_its_best_lora_trial_and_the_alias_loads(study_yaml: Path) -> None:
     import mlflow.pyfunc
 
-    from harness.serving import tracking_uri
+    from harness.lifecycle.serving import tracking_uri
     from harness.study import run_sweep
 
     config = load_config(

@@ -11,9 +11,9 @@ import openai
 import pytest
 
 from harness.backends.base import TrialStopped
-from harness.backends.openai_jobs import Caller, FileStore
-from harness.backends.openai_settings import OpenAIConfig
+from harness.backends.openai.jobs import Caller, FileStore
 from harness.retry import retry_after_s, retrying, server_wait_s
+from harness.settings.openai import OpenAIConfig
 
 
 class FakeClock:

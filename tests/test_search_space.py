@@ -2,8 +2,8 @@ import optuna
 import pytest
 from optuna.trial import FixedTrial
 
+from harness.backends.local.plan import micro_batches
 from harness.config import LocalSearchSpace as SearchSpace
-from harness.backends.local_plan import micro_batches
 from harness.search_space import suggest
 
 

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from harness import registry
-from harness.serving import ModelSpec, _rows, as_messages, tracking_uri
+from harness.lifecycle import registry
+from harness.lifecycle.serving import ModelSpec, _rows, as_messages, tracking_uri
 from tests.conftest import SYSTEM
 from tests.evaluation.fake_server import FakeState, Reply, fake_server
 from tests.test_registry import make_trial_run, registry_config

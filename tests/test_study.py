@@ -13,9 +13,10 @@ from optuna.trial import TrialState
 
 from harness.backends.base import TrainResult, TrialContext
 from harness.config import StudyConfig, parse_study
-from harness.objective import ATTR_HOST, ATTR_PID, ATTR_RUN_ID, TrialRunner
 from harness.search_space import TrialParams
-from harness.study import reconcile
+from harness.storage import ATTR_HOST, ATTR_PID, ATTR_RUN_ID
+from harness.study.storage import reconcile
+from harness.study.trial import TrialRunner
 from harness.tracking import Tracker
 
 

@@ -12,9 +12,9 @@ if TYPE_CHECKING:
 def create(config: StudyConfig) -> Backend:
     """The backend a config names; heavy imports happen only for the one chosen."""
     if config.backend == "local":
-        from harness.backends.local_hf import LocalBackend
+        from harness.backends.local.backend import LocalBackend
 
         return LocalBackend(config)
-    from harness.backends.openai_ft import OpenAIBackend
+    from harness.backends.openai.backend import OpenAIBackend
 
     return OpenAIBackend(config)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -65,6 +65,6 @@ class Backend(Protocol):
 
     def train(self, params: TrialParams, ctx: TrialContext) -> TrainResult: ...
 
-    def dry_run(self, n_trials: int) -> str:
-        """Everything ``prepare`` checks plus what the first trials would do; no training, no spend."""
+    def dry_run(self, params: Sequence[TrialParams]) -> str:
+        """Everything ``prepare`` checks plus what these sampled trials would do; no training, no spend."""
         ...

@@ -11,7 +11,7 @@ from typing import Any
 
 from harness.data.chat import read_records
 from harness.evaluation.scoring import SplitScores, score_split
-from harness.evaluation.settings import EvaluationConfig
+from harness.settings.evaluation import EvaluationConfig
 
 REQUIRED = ("question", "reference", "answer")
 

@@ -25,7 +25,7 @@ from harness.evaluation.judge_parse import (
     weighted_scores,
 )
 from harness.evaluation.rubric import Rubric
-from harness.evaluation.settings import JudgeConfig
+from harness.settings.evaluation import JudgeConfig
 
 # Local servers ignore the key, but the SDK insists on one.
 LOCAL_API_KEY = "sk-local-no-key"

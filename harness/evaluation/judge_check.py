@@ -205,7 +205,7 @@ def run_check(config: Any) -> list[CheckResult]:
     from harness.evaluation.embedding import load_embedder
     from harness.evaluation.judge_session import open_judge
     from harness.evaluation.scoring import composite, deterministic_columns
-    from harness.evaluation.settings import DETERMINISTIC
+    from harness.settings.evaluation import DETERMINISTIC
 
     settings = config.evaluation
     train, _ = load_splits(config.data, config.system_prompt)

@@ -11,7 +11,7 @@ from harness.evaluation.judge import Judge, make_client
 from harness.evaluation.judge_cache import JudgeCache
 from harness.evaluation.rubric import load_rubric
 from harness.evaluation.server import llama_servers
-from harness.evaluation.settings import JudgeConfig
+from harness.settings.evaluation import JudgeConfig
 
 
 def judge_gguf(model: str) -> Path:

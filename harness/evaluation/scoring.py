@@ -10,7 +10,7 @@ from typing import Any
 from harness.evaluation.embedding import Embedder
 from harness.evaluation.judge import Judge, JudgeItem, JudgeScore
 from harness.evaluation.scorers import count_missing, mean_ignoring_missing, rouge_l
-from harness.evaluation.settings import COMPOSITE
+from harness.settings.evaluation import COMPOSITE
 
 # Columns of a split's table that are text, not scores.
 TEXT_COLUMNS = ("id", "question", "reference", "answer", "judge_reasons", "judge_error")

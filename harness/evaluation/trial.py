@@ -16,10 +16,9 @@ from typing import Any
 from harness.config import ConfigError
 from harness.data.chat import Example, digest
 from harness.evaluation.scoring import score_split
-from harness.evaluation.settings import EvaluationConfig
-from harness.tracking import Tracker
+from harness.settings.evaluation import EvaluationConfig
+from harness.tracking import TAG_EVAL_DIGEST, Tracker
 
-TAG_EVAL_DIGEST = "harness.eval_digest"
 # Part of the eval digest: a change to how scorers score makes old numbers incomparable.
 SCORERS_VERSION = 2
 Answerer = Callable[..., list[str]]  # (prompts, max_new_tokens=...) -> answers

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.backends.local_plan import resolve
+from harness.backends.local.plan import resolve
 from harness.config import TrainingConfig
 from harness.hyperparams import TrialParams
 

@@ -10,16 +10,11 @@ from typing import Any
 
 import pytest
 
-from harness.backends.openai_data import DataError, load_dataset, load_preferences
-from harness.backends.openai_jobs import (
-    job_payload,
-    parse_result_file,
-    retry_after_s,
-    suffix_for,
-)
-from harness.backends.openai_preflight import example_tokens, preflight, token_counter
-from harness.backends.openai_settings import OpenAIConfig
+from harness.backends.openai.data import DataError, load_dataset, load_preferences
+from harness.backends.openai.jobs import job_payload, parse_result_file, retry_after_s, suffix_for
+from harness.backends.openai.preflight import example_tokens, preflight, token_counter
 from harness.search_space import TrialParams
+from harness.settings.openai import OpenAIConfig
 from tests.backends.fake_api import payload
 from tests.conftest import chat_record, write_jsonl
 
@@ -113,7 +108,7 @@ def test_preflight_counts_tokens_caps_examples_and_prices(tmp_path: Path) -> Non
 
 
 def test_auto_counter_falls_back_when_tiktoken_cannot_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.backends import openai_preflight
+    from harness.backends.openai import preflight as openai_preflight
 
     def offline(model: str) -> Any:
         raise ConnectionError("no internet to fetch the encoding")

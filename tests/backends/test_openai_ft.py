@@ -13,13 +13,14 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from harness.backends import openai_ft
 from harness.backends.base import TrialContext, TrialStopped
-from harness.backends.openai_ft import ATTR_JOB, OpenAIBackend
+from harness.backends.openai import backend as openai_ft
+from harness.backends.openai.backend import ATTR_JOB, OpenAIBackend
 from harness.config import ConfigError, StudyConfig, parse_study
 from harness.data.chat import DataError
 from harness.search_space import TrialParams
 from harness.study import run_sweep
+from harness.study.sampling import sample_params
 from tests.backends.fake_api import FakeAPI, payload
 from tests.conftest import SYSTEM, chat_record, write_jsonl
 
@@ -427,7 +428,7 @@ def test_dry_run_makes_no_request(
     backend = OpenAIBackend(
         config, http_client=httpx.Client(transport=httpx.MockTransport(no_network))
     )
-    text = backend.dry_run(3)
+    text = backend.dry_run(sample_params(config, 3))
 
     assert "no request" in text and "tokens per example (chars, estimate)" in text
     assert text.count("POST /fine_tuning/jobs") == 3

@@ -13,7 +13,7 @@ import pytest
 from harness.evaluation.judge import Judge, JudgeError, JudgeItem, make_client
 from harness.evaluation.judge_cache import JudgeCache
 from harness.evaluation.rubric import load_rubric
-from harness.evaluation.settings import JudgeConfig
+from harness.settings.evaluation import JudgeConfig
 from tests.evaluation.fake_server import FakeState, Reply, fake_server
 
 RUBRIC = Path(__file__).resolve().parents[2] / "evals" / "consistency_rubric.yaml"

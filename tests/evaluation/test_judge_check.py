@@ -20,7 +20,7 @@ from harness.evaluation.judge_check import (
 )
 from harness.evaluation.rubric import load_rubric
 from harness.evaluation.scoring import composite, deterministic_columns
-from harness.evaluation.settings import JudgeConfig
+from harness.settings.evaluation import JudgeConfig
 from tests.evaluation.fake_judges import between, knowing_judge, random_judge
 from tests.evaluation.fake_server import FakeState, fake_server
 

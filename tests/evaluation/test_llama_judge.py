@@ -12,8 +12,8 @@ import pytest
 from harness.evaluation.judge import JudgeItem
 from harness.evaluation.judge_session import open_judge
 from harness.evaluation.server import ServerError, llama_server
-from harness.evaluation.settings import JudgeConfig
 from harness.models import packaged_gguf
+from harness.settings.evaluation import JudgeConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 HELDOUT = ROOT / "experiments" / "data" / "programmer_heldout.jsonl"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.evaluation.rubric import RubricError, load_rubric
-from harness.evaluation.settings import JudgeConfig
+from harness.settings.evaluation import JudgeConfig
 
 RUBRIC = Path(__file__).resolve().parents[2] / "evals" / "consistency_rubric.yaml"
 

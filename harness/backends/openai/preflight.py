@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.backends.openai_data import RemoteDataset
-from harness.backends.openai_settings import OpenAIConfig
+from harness.backends.openai.data import RemoteDataset
+from harness.settings.openai import OpenAIConfig
 
 Counter = Callable[[str], int]
 

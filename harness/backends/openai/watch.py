@@ -12,8 +12,8 @@ import openai
 import optuna
 
 from harness.backends.base import TrialContext
-from harness.backends.openai_jobs import TERMINAL, Caller, Sleep, event_metrics
-from harness.backends.openai_settings import OpenAIConfig
+from harness.backends.openai.jobs import TERMINAL, Caller, Sleep, event_metrics
+from harness.settings.openai import OpenAIConfig
 
 EVENTS_ARTIFACT = "openai/events.log"
 _PAGE = 100

@@ -1,4 +1,4 @@
-"""What a study would try first, without running anything (for dry runs)."""
+"""Samplers and pruners from config, and what a study would try first (for dry runs)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,26 @@ from collections.abc import Iterator
 
 import optuna
 
-from harness.config import StudyConfig
+from harness.config import PrunerConfig, SamplerConfig, StudyConfig
 from harness.search_space import TrialParams, suggest
+
+
+def make_sampler(config: SamplerConfig) -> optuna.samplers.BaseSampler:
+    if config.type == "random":
+        return optuna.samplers.RandomSampler(seed=config.seed)
+    if config.type == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=config.seed, n_startup_trials=config.n_startup_trials)
+    if config.type == "grid":
+        return optuna.samplers.BruteForceSampler(seed=config.seed)
+    return optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=config.n_startup_trials)
+
+
+def make_pruner(config: PrunerConfig) -> optuna.pruners.BasePruner:
+    if config.type == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=config.min_resource)
+    if config.type == "none":
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=config.n_startup_trials, n_warmup_steps=config.n_warmup_steps)
 
 
 def sample_params(config: StudyConfig, n_trials: int) -> list[TrialParams]:
@@ -18,8 +36,6 @@ def sample_params(config: StudyConfig, n_trials: int) -> list[TrialParams]:
     sampler does once its grid is exhausted), which Optuna allows only there; an exhausted grid
     therefore yields fewer than ``n_trials`` parameter sets.
     """
-    from harness.study import make_sampler
-
     drawn: list[TrialParams] = []
 
     def record(trial: optuna.Trial) -> float:

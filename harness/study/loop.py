@@ -3,139 +3,30 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
-from harness import backends, report
-from harness.config import ConfigError, PrunerConfig, SamplerConfig, StudyConfig
+from harness import backends
+from harness.config import ConfigError, StudyConfig
 from harness.data.chat import DataError, Example, load_splits
 from harness.evaluation.judge_check import CheckResult, check_judge, mentions_judge
 from harness.evaluation.tables import load_rows
-from harness.evaluation.trial import TAG_EVAL_DIGEST, Evaluator, open_evaluator
+from harness.evaluation.trial import Evaluator, open_evaluator
 from harness.evaluation.trial import check as check_evaluation
-from harness.objective import ATTR_HOST, ATTR_INTERRUPTED, ATTR_PID, ATTR_RUN_ID, TrialRunner
-from harness.tracking import TAG_ROLE, Tracker, flatten
+from harness.lifecycle.registry import register_best
+from harness.storage import ATTR_RUN_ID
+from harness.study import report
+from harness.study.storage import open_study, reconcile, trials_done
+from harness.study.trial import TrialRunner
+from harness.tracking import BASELINE_ROLE, TAG_EVAL_DIGEST, TAG_ROLE, Tracker, flatten
 
 log = logging.getLogger(__name__)
-BASELINE_ROLE = "baseline"
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 ATTR_RETRY_OF = "harness.retry_of"
-
-
-def make_sampler(config: SamplerConfig) -> optuna.samplers.BaseSampler:
-    if config.type == "random":
-        return optuna.samplers.RandomSampler(seed=config.seed)
-    if config.type == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=config.seed, n_startup_trials=config.n_startup_trials)
-    if config.type == "grid":
-        return optuna.samplers.BruteForceSampler(seed=config.seed)
-    return optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=config.n_startup_trials)
-
-
-def make_pruner(config: PrunerConfig) -> optuna.pruners.BasePruner:
-    if config.type == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=config.min_resource)
-    if config.type == "none":
-        return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=config.n_startup_trials, n_warmup_steps=config.n_warmup_steps)
-
-
-def make_storage(url: str) -> optuna.storages.BaseStorage:
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.RDBStorage(url)
-    if url.startswith(("postgresql", "mysql")):
-        # Many workers on many machines: heartbeats let a dead worker's trial be failed and retried.
-        return optuna.storages.RDBStorage(
-            url,
-            heartbeat_interval=60,
-            grace_period=180,
-            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
-        )
-    if url.endswith(".log"):
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url))
-    return optuna.storages.RDBStorage(url)
-
-
-def open_study(config: StudyConfig) -> optuna.Study:
-    """Create the study or load it under the same name: resuming never reruns finished trials."""
-    study = optuna.create_study(
-        study_name=config.study_name,
-        storage=make_storage(config.storage),
-        sampler=make_sampler(config.sampler),
-        pruner=make_pruner(config.pruner),
-        directions=config.objective.directions,
-        load_if_exists=True,
-    )
-    if study.metric_names != config.objective.names:
-        # optuna-dashboard, which opens the same storage, shows these instead of "Objective 0".
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(config.objective.names)
-    return study
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def is_orphaned(trial: FrozenTrial) -> bool:
-    """A RUNNING trial whose process, on this host, is gone (killed, crashed, powered off)."""
-    attrs = trial.user_attrs
-    if trial.state != TrialState.RUNNING or attrs.get(ATTR_HOST) != socket.gethostname():
-        return False
-    pid = attrs.get(ATTR_PID)
-    return isinstance(pid, int) and pid != os.getpid() and not _process_alive(pid)
-
-
-def reconcile(study: optuna.Study, tracker: Tracker) -> list[int]:
-    """Fail trials (and runs) whose process died; queue every interrupted trial's params again.
-
-    User attrs under ``resume.`` (a remote job id, say) travel to the retry, so a backend can
-    reattach to work already paid for instead of starting it again.
-    """
-    storage = study._storage
-    for trial in (t for t in study.get_trials(deepcopy=False) if is_orphaned(t)):
-        storage.set_trial_user_attr(trial._trial_id, ATTR_INTERRUPTED, True)
-        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        run_id = trial.user_attrs.get(ATTR_RUN_ID)
-        if run_id and tracker.status(run_id) == "RUNNING":
-            reason = f"process {trial.user_attrs.get(ATTR_PID)} died mid-trial"
-            tracker.set_tags(run_id, {"harness.trial_state": "FAIL", "harness.error": reason})
-            tracker.end(run_id, "FAILED")
-    trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get(ATTR_RETRY_OF) for t in trials}
-    requeued = []
-    for trial in trials:
-        attrs = trial.user_attrs
-        if trial.state != TrialState.FAIL or not attrs.get(ATTR_INTERRUPTED) or trial.number in retried:
-            continue
-        carried = {k: v for k, v in attrs.items() if k.startswith("resume.")}
-        study.enqueue_trial(trial.params, user_attrs={ATTR_RETRY_OF: trial.number, **carried})
-        requeued.append(trial.number)
-    return requeued
-
-
-def trials_done(study: optuna.Study) -> int:
-    """Finished trials that count against n_trials: interrupted ones will run again."""
-    return sum(
-        t.state in FINISHED or (t.state == TrialState.FAIL and not t.user_attrs.get(ATTR_INTERRUPTED))
-        for t in study.get_trials(deepcopy=False)
-    )
 
 
 @dataclass(frozen=True)
@@ -186,8 +77,6 @@ def run_sweep(config: StudyConfig, progress: Any = None) -> SweepResult:
             if remaining:
                 _optimize(study, runner, config, remaining, progress)
             if config.mlflow.register_best:
-                from harness.registry import register_best
-
                 register_best(config, study)
             status = "FINISHED"
         except KeyboardInterrupt:

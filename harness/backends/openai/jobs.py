@@ -21,11 +21,11 @@ from typing import Any, TypeVar
 import openai
 
 from harness.backends.base import TrialStopped
-from harness.backends.openai_settings import OpenAIConfig
 from harness.config import ConfigError
 from harness.retry import Clock, Sleep, retrying
 from harness.retry import retry_after_s as retry_after_s  # re-exported: tests and callers import it here
 from harness.search_space import TrialParams
+from harness.settings.openai import OpenAIConfig
 
 T = TypeVar("T")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -224,6 +224,18 @@ def suffix_for(prefix: str, trial: int) -> str:
     return clean[: SUFFIX_MAX - len(tail)] + tail
 
 
+def resolve(params: TrialParams) -> dict[str, Any]:
+    """Pure: the job's hyperparameters; the service applies the multiplier to its own base rate."""
+    hyper: dict[str, Any] = {
+        "n_epochs": params.epochs,
+        "batch_size": params.batch_size,
+        "learning_rate_multiplier": params.lr_multiplier,
+    }
+    if params.method == "dpo" and params.beta is not None:
+        hyper["beta"] = params.beta
+    return hyper
+
+
 def job_payload(
     model: str,
     params: TrialParams,
@@ -232,13 +244,7 @@ def job_payload(
     seed: int | None = None,
 ) -> dict[str, Any]:
     """The jobs.create body: trial params under ``method.<type>.hyperparameters``."""
-    hyper: dict[str, Any] = {
-        "n_epochs": params.epochs,
-        "batch_size": params.batch_size,
-        "learning_rate_multiplier": params.lr_multiplier,
-    }
-    if params.method == "dpo" and params.beta is not None:
-        hyper["beta"] = params.beta
+    hyper = resolve(params)
     payload: dict[str, Any] = {
         "model": model,
         "training_file": files["train"],
@@ -291,10 +297,11 @@ def event_metrics(data: Any) -> tuple[int, dict[str, float]] | None:
 
 def make_answerer(
     client: openai.OpenAI, call: Caller, model: str, max_tokens: int
-) -> Callable[[list[list[dict[str, Any]]]], list[str]]:
-    """Greedy answers (temperature 0) from the fine-tuned model or Azure deployment."""
+) -> Callable[..., list[str]]:
+    """Greedy answers (temperature 0) from the fine-tuned model or Azure deployment;
+    ``max_new_tokens`` per call overrides ``max_tokens`` (evaluation sizes it from the references)."""
 
-    def answer(prompts: list[list[dict[str, Any]]]) -> list[str]:
+    def answer(prompts: list[list[dict[str, Any]]], max_new_tokens: int | None = None) -> list[str]:
         replies = []
         for messages in prompts:
             completion = call(
@@ -302,7 +309,7 @@ def make_answerer(
                 model=model,
                 messages=messages,
                 temperature=0,
-                max_tokens=max_tokens,
+                max_tokens=max_new_tokens or max_tokens,
             )
             replies.append(completion.choices[0].message.content or "")
         return replies

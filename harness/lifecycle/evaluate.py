@@ -25,10 +25,8 @@ from harness.config import ConfigError, LocalStudyConfig, RemoteStudyConfig, Stu
 from harness.data.chat import load_splits
 from harness.evaluation.trial import open_evaluator
 from harness.objective import ObjectiveMetricMissing, objective_metrics, objective_value
-from harness.tracking import TAG_ROLE, TAG_STUDY, Tracker
+from harness.tracking import EVAL_ROLE, TAG_MODEL_SPEC, TAG_ROLE, TAG_STUDY, Tracker
 
-EVAL_ROLE = "eval"
-TAG_MODEL_SPEC = "harness.eval_model"
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 Answer = Callable[..., list[str]]  # (prompts, max_new_tokens=None) -> answers
@@ -47,7 +45,7 @@ class EvalResult:
 
 def generation_settings(config: StudyConfig) -> dict[str, Any]:
     """Exactly how trials generate for evaluation, so scores stay comparable."""
-    from harness.backends.local_hf import use_bf16
+    from harness.device import use_bf16
 
     settings = config.evaluation
     return {
@@ -58,7 +56,7 @@ def generation_settings(config: StudyConfig) -> dict[str, Any]:
 
 
 def _remote(config: StudyConfig, model: str) -> Answer:
-    from harness.serving import ModelSpec, RemoteAnswerer
+    from harness.lifecycle.serving import ModelSpec, RemoteAnswerer
 
     backend = config.backend if config.backend != "local" else "openai"
     spec = ModelSpec(
@@ -75,8 +73,8 @@ def _remote(config: StudyConfig, model: str) -> Answer:
 
 
 def _registered(config: StudyConfig, spec: str, client: Any) -> tuple[Answer, dict[str, str]]:
-    from harness import serving
-    from harness.registry import TAG_REGISTERED, TAG_VERSION
+    from harness.lifecycle import serving
+    from harness.tracking import TAG_REGISTERED, TAG_VERSION
 
     match = _REGISTERED.match(spec)
     if match is None:
@@ -96,7 +94,7 @@ def _registered(config: StudyConfig, spec: str, client: Any) -> tuple[Answer, di
 
 
 def _trial_run(config: StudyConfig, run_id: str, client: Any) -> Answer:
-    from harness.serving import answerer_for, spec_from_run
+    from harness.lifecycle.serving import answerer_for, spec_from_run
 
     model_spec, weights = spec_from_run(client.get_run(run_id), config)
     answerer = answerer_for(model_spec, weights)
@@ -113,7 +111,7 @@ def _with_settings(answerer: Any, settings: dict[str, Any]) -> Answer:
 def _base(config: StudyConfig) -> Answer:
     if config.backend != "local":
         return _remote(config, config.base_model)
-    from harness.serving import LocalAnswerer
+    from harness.lifecycle.serving import LocalAnswerer
 
     answerer = LocalAnswerer(models.load_base(config.base_model), models.load_tokenizer(config.base_model))
     return _with_settings(answerer, generation_settings(config))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,28 +14,13 @@ from transformers.trainer_callback import PrinterCallback
 
 from harness import models
 from harness.backends.base import TrainResult, TrialContext
-from harness.backends.hf_callbacks import MetricsCallback, PruningCallback, RichProgressCallback
-from harness.backends.local_plan import resolve
+from harness.backends.local.callbacks import MetricsCallback, PruningCallback, RichProgressCallback
+from harness.backends.local.plan import resolve
 from harness.config import ConfigError, StudyConfig
 from harness.data import chat
 from harness.data.tokenize import IGNORE_INDEX, TokenizedSet, tokenize_all
+from harness.device import use_bf16
 from harness.hyperparams import TrialParams
-
-
-def cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def use_bf16(precision: str) -> bool:
-    if precision != "auto":
-        return precision == "bf16"
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    return cpu_has_bf16()
 
 
 def set_dropout(model: Any, p: float) -> None:
@@ -89,17 +75,15 @@ class LocalBackend:
             "dropped_too_long": len(self.train_set.dropped) + len(self.eval_set.dropped),
         }
 
-    def dry_run(self, n_trials: int) -> str:
-        """Validate data and model, then show the first trials the sampler would run."""
-        from harness.study_sampling import sample_params
-
+    def dry_run(self, params: Sequence[TrialParams]) -> str:
+        """Validate data and model, then show what the sampled trials would train with."""
         facts = self.prepare()
         lines = [f"{self.config.study_name}: local training of {self.config.base_model}"]
         lines += [f"  {key}: {value}" for key, value in facts.items()]
-        for number, params in enumerate(sample_params(self.config, n_trials)):
-            plan = self.plan(params)
+        for number, trial_params in enumerate(params):
+            plan = self.plan(trial_params)
             lines.append(
-                f"  trial {number}: {params.as_flat_dict()} -> learning_rate {plan.learning_rate:.3g}, "
+                f"  trial {number}: {trial_params.as_flat_dict()} -> learning_rate {plan.learning_rate:.3g}, "
                 f"micro-batch {plan.micro_batch} x {plan.accumulation} accumulation, dropout on "
                 f"{plan.dropout_applies_to}, bf16 {plan.bf16}"
             )

@@ -25,8 +25,8 @@ import openai
 import optuna
 
 from harness.backends.base import TrainResult, TrialContext, TrialStopped
-from harness.backends.openai_data import METHOD_KIND, DataError, RemoteDataset, load_dataset
-from harness.backends.openai_jobs import (
+from harness.backends.openai.data import METHOD_KIND, DataError, RemoteDataset, load_dataset
+from harness.backends.openai.jobs import (
     Caller,
     FileStore,
     Sleep,
@@ -38,11 +38,10 @@ from harness.backends.openai_jobs import (
     scrub_secrets,
     suffix_for,
 )
-from harness.backends.openai_preflight import Preflight, preflight
-from harness.backends.openai_watch import JobWatcher
+from harness.backends.openai.preflight import Preflight, preflight
+from harness.backends.openai.watch import JobWatcher
 from harness.config import ConfigError, StudyConfig
 from harness.search_space import TrialParams
-from harness.study_sampling import sample_params
 
 ATTR_JOB = "resume.openai_job_id"
 ATTR_COST = "estimated_cost_usd"
@@ -144,21 +143,17 @@ class OpenAIBackend:
             facts["est_cost_per_epoch_usd"] = round(estimate.cost_usd(1) or 0.0, 4)
         return facts
 
-    def dry_run(self, n_trials: int, sampled_params: Sequence[TrialParams] | None = None) -> str:
-        """The preflight and the job requests the next trials would send; makes no request."""
+    def dry_run(self, params: Sequence[TrialParams]) -> str:
+        """The preflight and the job requests the sampled trials would send; makes no request."""
         dataset, estimate = self.load()
-        drawn = (
-            list(sampled_params)
-            if sampled_params is not None
-            else sample_params(self.config, n_trials)
-        )
+        drawn = list(params)
         files = {w: f"<file id of {self._filename(dataset, w)}>" for w in ("train", "validation")}
         if not dataset.validation:
             files.pop("validation")
         lines = ["preflight (no request made):", estimate.render(), ""]
         total = 0.0
         budget = self.settings.budget_usd
-        for number, params in enumerate(drawn[:n_trials]):
+        for number, params in enumerate(drawn):
             cost = estimate.cost_usd(params.epochs)
             total += cost or 0.0
             over = " (over budget: the study would stop here)" if budget and total > budget else ""
@@ -176,7 +171,7 @@ class OpenAIBackend:
             )
             lines.append("POST /fine_tuning/jobs " + json.dumps(payload, indent=2))
         limit = f" of budget ${budget:.2f}" if budget else " (no budget set)"
-        lines.append(f"estimated total for {len(drawn[:n_trials])} trial(s): ${total:.4f}{limit}")
+        lines.append(f"estimated total for {len(drawn)} trial(s): ${total:.4f}{limit}")
         return "\n".join(lines)
 
     # -- remote work ---------------------------------------------------------------------------

@@ -30,21 +30,27 @@ from optuna.trial import FrozenTrial, TrialState
 from harness.config import ObjectiveConfig, StudyConfig, parse_study
 from harness.evaluation.paired import PairedDiff
 from harness.evaluation.tables import load_rows, table_path
-from harness.evaluation.trial import TAG_EVAL_DIGEST
-from harness.objective import ATTR_RUN_ID, ObjectiveMetricMissing, objective_value
-from harness.promotion import decide, per_example, signed_interval, strictly_better
-from harness.serving import log_model, spec_from_run, tracking_uri
-from harness.tracking import PARENT_ROLE, TAG_ROLE, TAG_STUDY, TAG_TRIAL
+from harness.lifecycle.promotion import decide, per_example, signed_interval, strictly_better
+from harness.lifecycle.serving import log_model, spec_from_run, tracking_uri
+from harness.objective import ObjectiveMetricMissing, objective_value
+from harness.storage import ATTR_RUN_ID, make_storage
+from harness.tracking import (
+    PARENT_ROLE,
+    TAG_DATASET,
+    TAG_EVAL_DIGEST,
+    TAG_KIND,
+    TAG_PROMOTION,
+    TAG_PROMOTION_INTERVAL,
+    TAG_REGISTERED,
+    TAG_ROLE,
+    TAG_RUN_ID,
+    TAG_STUDY,
+    TAG_TRIAL,
+    TAG_VERSION,
+)
 
 log = logging.getLogger(__name__)
-TAG_RUN_ID = "harness.run_id"
-TAG_KIND = "harness.model_kind"
-TAG_PROMOTION = "harness.promotion"
-TAG_PROMOTION_INTERVAL = "harness.promotion_interval"  # JSON: the paired interval that decided
 # On evaluation runs of a registered model (harness eval, champion re-evaluation).
-TAG_REGISTERED = "harness.registered_model"
-TAG_VERSION = "harness.model_version"
-TAG_DATASET = "harness.dataset_digest"
 COPIED_RUN_TAGS = (TAG_STUDY, TAG_TRIAL, "harness.base_model", TAG_DATASET, "harness.backend", TAG_EVAL_DIGEST)
 CHAMPION = "champion"
 PREVIOUS = "previous"
@@ -170,8 +176,6 @@ def register(config: StudyConfig, run_id: str, client: Any = None) -> Any:
 
 def load_study(config: StudyConfig) -> Any:
     import optuna
-
-    from harness.study import make_storage
 
     try:
         return optuna.load_study(study_name=config.study_name, storage=make_storage(config.storage))
@@ -329,7 +333,7 @@ def champion_scores(
         return None, None, f"{label} was not measured like the candidate and {objective.names} cannot be re-measured"
     if dry_run:
         return None, None, f"{label} was scored under another evaluation; without --dry-run it is re-evaluated first"
-    from harness.evaluation.standalone import evaluate_model
+    from harness.lifecycle.evaluate import evaluate_model
 
     result = evaluate_model(config, f"models:/{name}/{version.version}")
     scores = Scores.of_run(client.get_run(result.run_id), objective)

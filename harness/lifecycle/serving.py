@@ -99,8 +99,7 @@ def _rows(model_input: Any) -> list[Any]:
 
 def spec_from_run(run: Any, config: StudyConfig) -> tuple[ModelSpec, Path | None]:
     """How to load the model a trial run left behind: local weights or a remote model id."""
-    from harness.objective import TAG_MODEL_DIR, TAG_REMOTE_MODEL
-    from harness.tracking import TAG_TRIAL
+    from harness.tracking import TAG_MODEL_DIR, TAG_REMOTE_MODEL, TAG_TRIAL
 
     tags = run.data.tags
     base = tags.get("harness.base_model", config.base_model)
@@ -148,8 +147,8 @@ class RemoteAnswerer:
     """Answers through chat completions (temperature 0); credentials come from the environment."""
 
     def __init__(self, spec: ModelSpec):
-        from harness.backends.openai_jobs import Caller, make_client
-        from harness.backends.openai_settings import OpenAIConfig
+        from harness.backends.openai.jobs import Caller, make_client
+        from harness.settings.openai import OpenAIConfig
 
         settings = OpenAIConfig(api_version=spec.api_version, max_retries=2)
         self.client = make_client(spec.backend, settings)
@@ -159,7 +158,7 @@ class RemoteAnswerer:
             raise models.ModelError("a remote model needs a model id (or an Azure deployment)")
 
     def __call__(self, prompts: list[Messages], max_new_tokens: int = 192, **_: Any) -> list[str]:
-        from harness.backends.openai_jobs import make_answerer
+        from harness.backends.openai.jobs import make_answerer
 
         return make_answerer(self.client, self.call, self.model, max_new_tokens)(prompts)
 

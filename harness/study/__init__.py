@@ -1,0 +1,5 @@
+"""Orchestration: the sweep loop, one trial, sampling, the study's state, its report."""
+
+from harness.study.loop import SweepResult, WeakJudgeError, run_sweep
+
+__all__ = ["SweepResult", "WeakJudgeError", "run_sweep"]

@@ -1,0 +1,154 @@
+"""One trial: sample params, train, score, and mirror the outcome onto its MLflow run."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from harness.backends.base import Backend, TrainResult, TrialContext, TrialStopped
+from harness.config import ObjectiveConfig, StudyConfig
+from harness.objective import objective_metrics, objective_value, vs_baseline_summary
+from harness.search_space import suggest
+from harness.storage import ATTR_HOST, ATTR_INTERRUPTED, ATTR_PID, ATTR_RUN_ID, ATTR_VS_BASELINE
+from harness.tracking import TAG_MODEL_DIR, TAG_REMOTE_MODEL, TAG_STATE, TAG_STUDY, TAG_TRIAL, MetricBuffer, Tracker
+
+# Trial state -> MLflow run status: the run never claims more than the trial achieved.
+RUN_STATUS = {
+    TrialState.COMPLETE: "FINISHED",
+    TrialState.PRUNED: "KILLED",
+    TrialState.FAIL: "FAILED",
+}
+
+
+def outcome_tags(state: TrialState, error: BaseException | None = None) -> dict[str, str]:
+    """Pure: the tags that explain a trial's end on its run."""
+    tags = {TAG_STATE: state.name}
+    if state == TrialState.PRUNED:
+        tags["pruned"] = "true"
+        if error is not None and str(error):
+            tags["harness.pruned_reason"] = str(error)[:500]
+    elif state == TrialState.FAIL and error is not None:
+        tags["harness.error_class"] = type(error).__name__
+        tags["harness.error"] = (str(error) or type(error).__name__)[:5000]
+        if getattr(error, "code", ""):
+            tags["harness.error_code"] = str(error.code)
+    return tags
+
+
+def model_tags(result: TrainResult) -> dict[str, str]:
+    """Where the trained model lives, for registration: local weights or a remote model id."""
+    tags = {}
+    if result.model_dir is not None:
+        tags[TAG_MODEL_DIR] = str(result.model_dir.resolve())
+    if result.remote_model is not None:
+        tags[TAG_REMOTE_MODEL] = result.remote_model
+    return tags
+
+
+def _spent(trial: optuna.Trial, key: str) -> float:
+    others = trial.study.get_trials(deepcopy=False)
+    return float(sum(t.user_attrs.get(key, 0.0) for t in others if t.number != trial.number))
+
+
+def reporter(trial: optuna.Trial, objective: ObjectiveConfig) -> Callable[[float, int], None]:
+    """Intermediate eval loss for the pruner, signed so that better always moves the study's way."""
+
+    def report(value: float, step: int) -> None:
+        if objective.is_multi:
+            return  # Optuna's pruners are single-objective
+        trial.report(value if objective.direction == "minimize" else -value, step)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"eval_loss {value:.4f} at step {step}")
+
+    return report
+
+
+@dataclass
+class TrialRunner:
+    """The Optuna objective: everything a trial needs, bound once per study."""
+
+    config: StudyConfig
+    backend: Backend
+    tracker: Tracker
+    parent_run_id: str
+    run_tags: Mapping[str, str]
+    progress: Any = None
+    evaluator: Any = None  # harness.evaluation.trial.Evaluator when evaluation is on
+
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        params = suggest(trial, self.config.search_space, self.config.backend)
+        tags = {**self.run_tags, TAG_STUDY: self.config.study_name, TAG_TRIAL: str(trial.number)}
+        trial.set_user_attr(ATTR_HOST, socket.gethostname())
+        trial.set_user_attr(ATTR_PID, os.getpid())
+        run_id = self.tracker.child_run(self.parent_run_id, f"trial-{trial.number}", tags)
+        buffer = MetricBuffer(self.tracker, run_id)
+        ctx = TrialContext(
+            number=trial.number,
+            log_metrics=buffer.add,
+            report=reporter(trial, self.config.objective),
+            set_attr=trial.set_user_attr,
+            attrs=trial.user_attrs,
+            progress=self.progress,
+            log_text=lambda text, artifact_file: self.tracker.log_text(run_id, text, artifact_file),
+            spent=lambda key: _spent(trial, key),
+        )
+        try:
+            trial.set_user_attr(ATTR_RUN_ID, run_id)
+            self.tracker.log_params(run_id, params.as_flat_dict())
+            result = self.backend.train(params, ctx)
+            try:
+                self.tracker.log_params(run_id, result.params)
+                self.tracker.set_tags(run_id, model_tags(result))
+                metrics = {**result.metrics, **self.evaluate(result, run_id)}
+            finally:
+                result.release()
+            value = objective_value(self.config.objective, metrics)
+            if summary := vs_baseline_summary(metrics):
+                trial.set_user_attr(ATTR_VS_BASELINE, summary)
+            buffer.add({**metrics, **objective_metrics(self.config.objective, value)})
+        except optuna.TrialPruned as pruned:
+            self._finish(run_id, buffer, TrialState.PRUNED, pruned)
+            raise
+        except TrialStopped as stopped:
+            if stopped.stop_study:
+                trial.study.stop()
+            self._finish(run_id, buffer, TrialState.FAIL, stopped, status=stopped.run_status)
+            raise
+        except KeyboardInterrupt as stop:
+            trial.set_user_attr(ATTR_INTERRUPTED, True)
+            self._finish(run_id, buffer, TrialState.FAIL, stop, status="KILLED")
+            raise
+        except BaseException as error:
+            self._finish(run_id, buffer, TrialState.FAIL, error)
+            raise
+        self._finish(run_id, buffer, TrialState.COMPLETE)
+        return value
+
+    def evaluate(self, result: TrainResult, run_id: str) -> dict[str, float]:
+        """Consistency scores for a trained model; empty when evaluation is off or impossible."""
+        if self.evaluator is None or result.answer is None:
+            return {}
+        return self.evaluator.evaluate(result.answer, run_id)
+
+    def _finish(
+        self,
+        run_id: str,
+        buffer: MetricBuffer,
+        state: TrialState,
+        error: BaseException | None = None,
+        status: str | None = None,
+    ) -> None:
+        try:
+            buffer.flush()
+            tags = outcome_tags(state, error)
+            if isinstance(error, KeyboardInterrupt):
+                tags["harness.interrupted"] = "true"
+            self.tracker.set_tags(run_id, tags)
+        finally:
+            self.tracker.end(run_id, status or RUN_STATUS[state])
