@@ -138,7 +138,7 @@ def _dry_run(config: StudyConfig) -> None:
 
     try:
         text = backends.create(config).dry_run(sample_params(config, config.n_trials or 5))
-    except USER_ERRORS as exc:
+    except _setup_errors() as exc:
         raise _fail(str(exc)) from None
     Console().print(text, highlight=False, markup=False, soft_wrap=True)
 
@@ -229,12 +229,12 @@ def _registry_errors() -> tuple[type[BaseException], ...]:
 
     from harness.lifecycle.registry import RegistryError
 
-    return (*USER_ERRORS, RegistryError, MlflowException, OSError)
+    return (*_setup_errors(), RegistryError, MlflowException, OSError)
 
 
 def _registry_config(target: str | None, run_id: str | None, tracking_uri: str | None, name: str | None) -> StudyConfig:
     """A study config from a YAML path, else as the study's sweep logged it (by name or by run)."""
-    from harness.lifecycle.registry import study_config
+    from harness.lifecycle.study_config import study_config
 
     if target and Path(target).is_file():
         config = load(Path(target), [f"mlflow.tracking_uri={json.dumps(tracking_uri)}"] if tracking_uri else [])

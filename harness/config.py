@@ -5,132 +5,42 @@ Errors name the key's dotted path (``search_space.dropout.high``) and the file.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
     TypeAdapter,
     ValidationError,
-    create_model,
-    field_validator,
     model_validator,
 )
 
-from harness.hyperparams import BY_NAME, HYPERPARAMETERS, LOCAL_METHODS, REMOTE_METHODS, Hyperparameter
+from harness.hyperparams import BY_NAME, LOCAL_METHODS, REMOTE_METHODS
+from harness.settings.base import Frozen
 from harness.settings.evaluation import EvaluationConfig
 from harness.settings.openai import OpenAIConfig
+from harness.settings.search import LocalSearchSpace, ParamSpec, Range, RemoteSearchSpace, SearchSpace
 
-Scalar = int | float | str | bool
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Range(_Frozen):
-    """A numeric range to sample from: ints when both ends are ints and no float step."""
-
-    low: float | int
-    high: float | int
-    log: bool = False
-    step: float | int | None = None
-
-    @model_validator(mode="after")
-    def _check(self) -> Range:
-        if self.low > self.high:
-            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
-        if self.log and self.low <= 0:
-            raise ValueError("a log range needs low > 0")
-        if self.log and self.step is not None:
-            raise ValueError("log and step cannot be combined")
-        return self
-
-    @property
-    def is_int(self) -> bool:
-        ends_int = isinstance(self.low, int) and isinstance(self.high, int)
-        return ends_int and (self.step is None or isinstance(self.step, int))
-
-
-# A parameter is fixed (a scalar), a choice (a list) or a range (a mapping).
-ParamSpec = Annotated[Range | list[Any] | Scalar, Field(union_mode="left_to_right")]
-
-
-def _nonempty_choices(value: Any) -> Any:
-    if isinstance(value, list) and not value:
-        raise ValueError("a list of choices must not be empty")
-    return value
-
-
-class _SearchSpaceBase(_Frozen):
-    """What a trial samples. Method-specific keys are sampled only on their method's branch."""
-
-    @property
-    def extra_args(self) -> dict[str, Any]:
-        """TrainingArguments fields to sample (local backend only)."""
-        return dict(getattr(self, "training_args", {}))
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _choices(cls, value: Any) -> Any:
-        return _nonempty_choices(value)
-
-    def continuous_ranges(self) -> list[str]:
-        """Keys of float ranges without a step: infinitely many values to choose from."""
-        specs = {name: getattr(self, name) for name in type(self).model_fields if name != "training_args"}
-        specs |= {f"training_args.{key}": spec for key, spec in self.extra_args.items()}
-        return [
-            f"search_space.{name}"
-            for name, spec in specs.items()
-            if isinstance(spec, Range) and not spec.is_int and spec.step is None
-        ]
-
-    def choices(self, name: str) -> list[Any]:
-        """Every value a list or fixed key can take (a range gives [])."""
-        spec = getattr(self, name)
-        return [] if isinstance(spec, Range) or spec is None else spec if isinstance(spec, list) else [spec]
-
-    @field_validator("method", check_fields=False)
-    @classmethod
-    def _known_methods(cls, value: Any) -> Any:
-        allowed = {*LOCAL_METHODS, *REMOTE_METHODS}
-        values = value if isinstance(value, list) else [value]
-        bad = [v for v in values if v not in allowed]
-        if isinstance(value, Range) or bad:
-            raise ValueError(f"method must be one of {sorted(allowed)} or a list of them, got {value!r}")
-        return value
-
-
-def _search_field(hp: Hyperparameter) -> tuple[Any, Any]:
-    spec_type = ParamSpec | None if hp.default is None else ParamSpec
-    default = hp.default
-    return spec_type, Field(default_factory=lambda: copy.deepcopy(default), description=hp.meaning)
-
-
-def _search_space(name: str, backend: str, extra: dict[str, Any]) -> type[_SearchSpaceBase]:
-    """One field per declared hyperparameter this backend uses (harness.hyperparams): the schema
-    lives in one place, and a key another backend uses is an error here."""
-    fields = {hp.name: _search_field(hp) for hp in HYPERPARAMETERS if backend in hp.backends}
-    return create_model(name, __base__=_SearchSpaceBase, __module__=__name__, **fields, **extra)
-
-
-LocalSearchSpace = _search_space(
+# Re-exported: the search-space types are part of the config's public surface.
+__all__ = [
+    "ConfigError",
     "LocalSearchSpace",
-    "local",
-    # Any other TrainingArguments field, e.g. weight_decay or warmup_ratio.
-    {"training_args": (dict[str, ParamSpec], Field(default_factory=dict))},
-)
-RemoteSearchSpace = _search_space("RemoteSearchSpace", "openai", {})
-SearchSpace = LocalSearchSpace | RemoteSearchSpace
+    "LocalStudyConfig",
+    "ParamSpec",
+    "Range",
+    "RemoteSearchSpace",
+    "RemoteStudyConfig",
+    "SearchSpace",
+    "StudyConfig",
+    "load_config",
+    "parse_study",
+]
 
 
-class DataConfig(_Frozen):
+class DataConfig(Frozen):
     train_file: Path
     validation_file: Path | None = None
     validation_split: float | None = Field(default=None, gt=0, lt=1)
@@ -144,7 +54,7 @@ class DataConfig(_Frozen):
         return self
 
 
-class TrainingConfig(_Frozen):
+class TrainingConfig(Frozen):
     base_learning_rate: dict[Literal["lora", "full"], float] = Field(
         default_factory=lambda: {"lora": 2e-4, "full": 2e-5}
     )
@@ -163,12 +73,12 @@ class TrainingConfig(_Frozen):
 Direction = Literal["minimize", "maximize"]
 
 
-class ObjectiveTerm(_Frozen):
+class ObjectiveTerm(Frozen):
     metric: str
     direction: Direction = "minimize"
 
 
-class ObjectiveConfig(_Frozen):
+class ObjectiveConfig(Frozen):
     """One metric; or ``weights`` (a weighted sum, optimised in ``direction``); or ``metrics``
     (multi-objective: Optuna keeps the Pareto front)."""
 
@@ -206,20 +116,20 @@ class ObjectiveConfig(_Frozen):
         return ["composite" if self.weights else self.metric]
 
 
-class SamplerConfig(_Frozen):
+class SamplerConfig(Frozen):
     type: Literal["tpe", "random", "grid", "cmaes"] = "tpe"
     seed: int | None = 0
     n_startup_trials: int = Field(default=2, ge=0)
 
 
-class PrunerConfig(_Frozen):
+class PrunerConfig(Frozen):
     type: Literal["median", "hyperband", "none"] = "median"
     n_startup_trials: int = Field(default=1, ge=0)
     n_warmup_steps: int = Field(default=0, ge=0)
     min_resource: int = Field(default=1, ge=1)
 
 
-class MlflowConfig(_Frozen):
+class MlflowConfig(Frozen):
     tracking_uri: str = "sqlite:///mlruns/mlflow.db"
     artifact_location: str | None = None
     registry_model_name: str | None = None
@@ -227,7 +137,7 @@ class MlflowConfig(_Frozen):
     register_best: bool = True
 
 
-class PromotionConfig(_Frozen):
+class PromotionConfig(Frozen):
     """When a candidate may take the alias from the champion."""
 
     # The paired interval's lower bound of (candidate - champion), signed so that better is
@@ -262,7 +172,7 @@ TRAINING_METRICS = {
 EVAL_SUFFIXES = ("", "_vs_baseline", "_vs_baseline_ci_low", "_vs_baseline_ci_high")
 
 
-class _StudyBase(_Frozen):
+class _StudyBase(Frozen):
     """What every backend's study has; each backend's config adds its own section and rules."""
 
     study_name: str = Field(min_length=1)

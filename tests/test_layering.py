@@ -17,9 +17,10 @@ LAYERS = (
     ("harness.lifecycle",),
     ("harness.backends",),
     ("harness.evaluation",),
-    ("harness.generation", "harness.models", "harness.data", "harness.tracking", "harness.storage",
+    ("harness.answering", "harness.generation", "harness.models", "harness.data", "harness.tracking", "harness.storage",
      "harness.objective", "harness.search_space", "harness.device", "harness.retry"),
-    ("harness.config", "harness.hyperparams", "harness.settings"),
+    ("harness.config",),
+    ("harness.hyperparams", "harness.settings"),
 )
 
 
@@ -63,7 +64,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt) :] + [nxt]
+                return [*stack[stack.index(nxt) :], nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         stack.pop()

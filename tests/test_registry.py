@@ -14,7 +14,7 @@ from optuna.trial import TrialState, create_trial
 from harness.config import ObjectiveConfig, StudyConfig, load_config
 from harness.data.chat import load_splits
 from harness.evaluation.trial import open_evaluator
-from harness.lifecycle import registry
+from harness.lifecycle import registry, selection
 from harness.tracking import TAG_MODEL_DIR, TAG_REMOTE_MODEL, Tracker
 
 FAST_EVAL = [
@@ -100,10 +100,10 @@ def _trial(number: int, values: list[float], state: TrialState = TrialState.COMP
 def test_select_best_single_objective_skips_unfinished_and_infinite() -> None:
     objective = ObjectiveConfig(metric="eval_loss")
     trials = [_trial(0, [0.9]), _trial(1, [math.inf]), _trial(2, [0.4]), _trial(3, [], TrialState.FAIL), _trial(4, [0.4])]
-    assert registry.select_best(trials, objective).number == 2  # ties: the lower number
+    assert selection.select_best(trials, objective).number == 2  # ties: the lower number
     maximize = ObjectiveConfig(metric="consistency/heldout/judge", direction="maximize")
-    assert registry.select_best(trials, maximize).number == 0
-    assert registry.select_best([_trial(0, [], TrialState.PRUNED)], objective) is None
+    assert selection.select_best(trials, maximize).number == 0
+    assert selection.select_best([_trial(0, [], TrialState.PRUNED)], objective) is None
 
 
 def test_select_best_multi_objective_takes_the_pareto_front_by_first_objective() -> None:
@@ -112,10 +112,10 @@ def test_select_best_multi_objective_takes_the_pareto_front_by_first_objective()
     )
     # Front: 0, 1 and 3 (3 dominates 2); the lowest eval_loss on it wins.
     trials = [_trial(0, [1.0, 90.0]), _trial(1, [0.5, 40.0]), _trial(2, [0.45, 10.0]), _trial(3, [0.4, 20.0])]
-    assert registry.select_best(trials, objective).number == 3
+    assert selection.select_best(trials, objective).number == 3
     dominated_best_loss = [_trial(0, [1.0, 90.0]), _trial(1, [0.3, 50.0]), _trial(2, [0.3, 60.0])]
     # A tie on the first objective goes to the trial on the front, not to the lower number.
-    assert registry.select_best(dominated_best_loss, objective).number == 2
+    assert selection.select_best(dominated_best_loss, objective).number == 2
 
 
 def test_promote_moves_alias_only_for_a_better_candidate(study_yaml: Path, tiny_llama_dir: Path) -> None:
@@ -272,7 +272,7 @@ def test_sweep_registers_its_best_lora_trial_and_the_alias_loads(study_yaml: Pat
     )
     result = run_sweep(config)
     client = MlflowClient(config.mlflow.tracking_uri)
-    best = registry.select_best(result.study.trials, config.objective)
+    best = selection.select_best(result.study.trials, config.objective)
     registered = versions(client, "tiny")
     assert list(registered) == ["1"]  # run_sweep registered the best trial, and only it
     version = registered["1"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.answering import Answerer
 from harness.search_space import TrialParams
 
 
@@ -51,7 +52,7 @@ class TrainResult:
     model_dir: Path | None = None  # adapter or full weights, for evaluation and the registry
     remote_model: str | None = None  # a fine-tuned model id on a remote service
     # Greedy answers from the trained model for a batch of chat prompts (message lists).
-    answer: Callable[[list[list[dict[str, Any]]]], list[str]] | None = None
+    answer: Answerer | None = None
     # Frees what the trained model holds (e.g. unloads LoRA layers from the shared base).
     release: Callable[[], None] = lambda: None
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.answering import Answerer
 from harness.config import ConfigError
 from harness.data.chat import Example, digest
 from harness.evaluation.scoring import score_split
@@ -21,7 +22,6 @@ from harness.tracking import TAG_EVAL_DIGEST, Tracker
 
 # Part of the eval digest: a change to how scorers score makes old numbers incomparable.
 SCORERS_VERSION = 2
-Answerer = Callable[..., list[str]]  # (prompts, max_new_tokens=...) -> answers
 TokenCounter = Callable[[list[str]], list[int]]
 # Paired comparisons with the baseline are made for these columns (and the judge's overall).
 COMPARED = ("embedding", "rouge_l", "structure", "detail", "consistency", "judge")

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from harness import models
+from harness.answering import Answerer
 from harness.config import ConfigError, LocalStudyConfig, RemoteStudyConfig, StudyConfig
 from harness.data.chat import load_splits
 from harness.evaluation.trial import open_evaluator
@@ -29,7 +29,6 @@ from harness.tracking import EVAL_ROLE, TAG_MODEL_SPEC, TAG_ROLE, TAG_STUDY, Tra
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
-Answer = Callable[..., list[str]]  # (prompts, max_new_tokens=None) -> answers
 
 
 class ModelSpecError(ConfigError):
@@ -55,7 +54,7 @@ def generation_settings(config: StudyConfig) -> dict[str, Any]:
     }
 
 
-def _remote(config: StudyConfig, model: str) -> Answer:
+def _remote(config: StudyConfig, model: str) -> Answerer:
     from harness.lifecycle.serving import ModelSpec, RemoteAnswerer
 
     backend = config.backend if config.backend != "local" else "openai"
@@ -72,7 +71,7 @@ def _remote(config: StudyConfig, model: str) -> Answer:
     return lambda prompts, max_new_tokens=None: answerer(prompts, max_new_tokens=max_new_tokens or default)
 
 
-def _registered(config: StudyConfig, spec: str, client: Any) -> tuple[Answer, dict[str, str]]:
+def _registered(config: StudyConfig, spec: str, client: Any) -> tuple[Answerer, dict[str, str]]:
     from harness.lifecycle import serving
     from harness.tracking import TAG_REGISTERED, TAG_VERSION
 
@@ -93,7 +92,7 @@ def _registered(config: StudyConfig, spec: str, client: Any) -> tuple[Answer, di
     return answer, {TAG_REGISTERED: name, TAG_VERSION: str(version)}
 
 
-def _trial_run(config: StudyConfig, run_id: str, client: Any) -> Answer:
+def _trial_run(config: StudyConfig, run_id: str, client: Any) -> Answerer:
     from harness.lifecycle.serving import answerer_for, spec_from_run
 
     model_spec, weights = spec_from_run(client.get_run(run_id), config)
@@ -101,14 +100,14 @@ def _trial_run(config: StudyConfig, run_id: str, client: Any) -> Answer:
     return _with_settings(answerer, generation_settings(config))
 
 
-def _with_settings(answerer: Any, settings: dict[str, Any]) -> Answer:
+def _with_settings(answerer: Any, settings: dict[str, Any]) -> Answerer:
     def answer(prompts: list[Any], max_new_tokens: int | None = None) -> list[str]:
         return answerer(prompts, **{**settings, "max_new_tokens": max_new_tokens or settings["max_new_tokens"]})
 
     return answer
 
 
-def _base(config: StudyConfig) -> Answer:
+def _base(config: StudyConfig) -> Answerer:
     if config.backend != "local":
         return _remote(config, config.base_model)
     from harness.lifecycle.serving import LocalAnswerer
@@ -125,7 +124,7 @@ def token_counter(config: StudyConfig) -> Any:
     return lambda texts: [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
 
-def resolve(config: StudyConfig, spec: str, client: Any) -> tuple[Answer, dict[str, str]]:
+def resolve(config: StudyConfig, spec: str, client: Any) -> tuple[Answerer, dict[str, str]]:
     """The answer function for ``spec`` and the tags that say what it is (loads the model)."""
     if spec == "base":
         return _base(config), {}

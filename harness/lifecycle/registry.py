@@ -18,31 +18,23 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import tempfile
-from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-from optuna.trial import FrozenTrial, TrialState
-
-from harness.config import ObjectiveConfig, StudyConfig, parse_study
+from harness.config import ObjectiveConfig, StudyConfig
 from harness.evaluation.paired import PairedDiff
 from harness.evaluation.tables import load_rows, table_path
-from harness.lifecycle.promotion import decide, per_example, signed_interval, strictly_better
+from harness.lifecycle.promotion import decide, per_example, signed_interval
+from harness.lifecycle.selection import Scores, evaluation_only, objective_scores, select_best
 from harness.lifecycle.serving import log_model, spec_from_run, tracking_uri
-from harness.objective import ObjectiveMetricMissing, objective_value
 from harness.storage import ATTR_RUN_ID, make_storage
 from harness.tracking import (
-    PARENT_ROLE,
     TAG_DATASET,
     TAG_EVAL_DIGEST,
     TAG_KIND,
     TAG_PROMOTION,
     TAG_PROMOTION_INTERVAL,
     TAG_REGISTERED,
-    TAG_ROLE,
     TAG_RUN_ID,
     TAG_STUDY,
     TAG_TRIAL,
@@ -64,51 +56,6 @@ def client_for(uri: str) -> Any:
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def _signed(trial: FrozenTrial, directions: Sequence[str]) -> list[float]:
-    return [v if d == "minimize" else -v for v, d in zip(trial.values, directions, strict=True)]
-
-
-def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    return all(x <= y for x, y in zip(a, b, strict=True)) and any(x < y for x, y in zip(a, b, strict=True))
-
-
-def select_best(trials: Sequence[FrozenTrial], objective: ObjectiveConfig) -> FrozenTrial | None:
-    """Pure: the best COMPLETE trial with finite objective values, or None.
-
-    Multi-objective: among the Pareto front, the best on the *first* objective (ties: the lower
-    trial number). The same rule decides promotions, so the two never disagree.
-    """
-    directions = objective.directions
-    done = [
-        t
-        for t in trials
-        if t.state == TrialState.COMPLETE
-        and t.values is not None
-        and len(t.values) == len(directions)
-        and all(math.isfinite(v) for v in t.values)
-    ]
-    signed = {t.number: _signed(t, directions) for t in done}
-    front = [t for t in done if not any(_dominates(signed[o.number], signed[t.number]) for o in done)]
-    return min(front, key=lambda t: (signed[t.number][0], t.number), default=None)
-
-
-def objective_scores(metrics: Mapping[str, float], objective: ObjectiveConfig) -> dict[str, float]:
-    """Pure: objective name -> value from a run's metrics; empty when a metric is missing."""
-    try:
-        value = objective_value(objective, metrics)
-    except ObjectiveMetricMissing:
-        return {}
-    values = value if isinstance(value, list) else [value]
-    return dict(zip(objective.names, values, strict=True))
-
-
-def evaluation_only(objective: ObjectiveConfig) -> bool:
-    """Whether every objective metric comes from the consistency evaluation (so re-evaluation can
-    reproduce it); eval_loss, say, comes from training and cannot."""
-    names = [t.metric for t in objective.metrics] or list(objective.weights) or [objective.metric]
-    return all(n.startswith("consistency/") for n in names)
 
 
 def version_tags(run: Any, objective: ObjectiveConfig) -> dict[str, str]:
@@ -206,26 +153,6 @@ def register_best(config: StudyConfig, study: Any = None) -> Any | None:
     return version
 
 
-def study_config(uri: str, *, study: str | None = None, run_id: str | None = None) -> StudyConfig:
-    """A study's config as its sweep logged it (``config.json`` on the parent run), found by the
-    study name or by any run of the study; its tracking URI becomes ``uri``."""
-    client = client_for(uri)
-    if run_id is not None:
-        experiment_id = client.get_run(run_id).info.experiment_id
-    else:
-        experiment = client.get_experiment_by_name(study)
-        if experiment is None:
-            raise RegistryError(f"no MLflow experiment named {study!r} in {uri}")
-        experiment_id = experiment.experiment_id
-    parents = client.search_runs([experiment_id], f"tags.`{TAG_ROLE}` = '{PARENT_ROLE}'", max_results=1)
-    if not parents:
-        raise RegistryError(f"experiment {experiment_id} in {uri} has no study parent run")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = client.download_artifacts(parents[0].info.run_id, "config.json", tmp)
-        config = parse_study(json.loads(Path(path).read_text()))
-    return config.model_copy(update={"mlflow": config.mlflow.model_copy(update={"tracking_uri": uri})})
-
-
 def version_rows(client: Any, name: str) -> list[dict[str, str]]:
     """One row per version, newest first: aliases, source trial, objective, held-out scores."""
     by_version: dict[str, list[str]] = {}
@@ -249,34 +176,6 @@ def version_rows(client: Any, name: str) -> list[dict[str, str]]:
             }
         )
     return rows
-
-
-@dataclass(frozen=True)
-class Scores:
-    """A model's objective values and where they were measured."""
-
-    run_id: str
-    values: dict[str, float]
-    eval_digest: str = ""
-    dataset_digest: str = ""
-
-    @classmethod
-    def of_run(cls, run: Any, objective: ObjectiveConfig) -> Scores:
-        tags = run.data.tags
-        values = objective_scores(run.data.metrics, objective)
-        return cls(run.info.run_id, values, tags.get(TAG_EVAL_DIGEST, ""), tags.get(TAG_DATASET, ""))
-
-    def comparable(self, other: Scores, objective: ObjectiveConfig) -> bool:
-        """Same evaluation (and, for training metrics such as eval_loss, the same data)."""
-        if not self.values or not other.values or self.eval_digest != other.eval_digest:
-            return False
-        return evaluation_only(objective) or self.dataset_digest == other.dataset_digest
-
-
-def beats(candidate: Scores, champion: Scores, objective: ObjectiveConfig) -> bool:
-    """Strictly better on the first objective (the rule select_best uses on the Pareto front)."""
-    name = objective.names[0]
-    return strictly_better(candidate.values[name], champion.values[name], objective.directions[0])
 
 
 @dataclass

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from harness.settings.base import Frozen
 
 Scorer = Literal["embedding", "rouge_l", "structure", "detail", "judge"]
 # Scorers that read only the two texts (no LLM): cheap, deterministic, and what the composite uses.
@@ -16,11 +18,7 @@ COMPOSITE = "consistency"
 StructuredOutput = Literal["auto", "json_schema", "json_object", "none"]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class JudgeConfig(_Frozen):
+class JudgeConfig(Frozen):
     """An OpenAI chat-completions endpoint; API keys come only from the environment."""
 
     kind: Literal["llama_cpp", "openai", "azure_openai", "base_url"] = "llama_cpp"
@@ -60,7 +58,7 @@ def _default_weights() -> dict[str, float]:
     return {"structure": 0.3, "embedding": 0.3, "detail": 0.2, "rouge_l": 0.2}
 
 
-class EvaluationConfig(_Frozen):
+class EvaluationConfig(Frozen):
     enabled: bool = True
     scorers: tuple[Scorer, ...] = ("embedding", "rouge_l", "structure", "detail", "judge")
     # The per-example `consistency` composite: a weighted mean of the deterministic scorers that

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from harness.settings.base import Frozen
 
 # USD per 1M trained tokens (OpenAI's public price list, 2025; check before relying on it).
 DEFAULT_TRAINING_PRICES: dict[str, float] = {
@@ -31,11 +33,7 @@ DEFAULT_EXAMPLE_CONTEXT: dict[str, int] = {
 }
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class OpenAIConfig(_Frozen):
+class OpenAIConfig(Frozen):
     """Remote fine-tuning jobs: pricing and budget, polling, retries, naming, Azure inference."""
 
     # Azure OpenAI only (else OPENAI_API_VERSION); AZURE_OPENAI_ENDPOINT gives the endpoint.

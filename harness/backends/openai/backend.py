@@ -18,12 +18,13 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import openai
 import optuna
 
+from harness.answering import Answerer
 from harness.backends.base import TrainResult, TrialContext, TrialStopped
 from harness.backends.openai.data import METHOD_KIND, DataError, RemoteDataset, load_dataset
 from harness.backends.openai.jobs import (
@@ -314,7 +315,7 @@ class OpenAIBackend:
 
     def _answerer(
         self, job: Any, ctx: TrialContext
-    ) -> Callable[[list[list[dict[str, Any]]]], list[str]] | None:
+    ) -> Answerer | None:
         model = job.fine_tuned_model
         if self.config.backend == "azure_openai":
             template = self.settings.azure_deployment
