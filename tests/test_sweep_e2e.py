@@ -93,8 +93,8 @@ def test_sigkill_mid_trial_then_resume(study_yaml: Path, tmp_path: Path) -> None
             continue
         try:
             study = optuna.load_study(study_name="tiny", storage=storage)
-        except (KeyError, sqlalchemy.exc.OperationalError):
-            continue  # the sweep has not created the study yet
+        except (KeyError, sqlalchemy.exc.SQLAlchemyError):
+            continue  # the sweep has not created the study (or its tables) yet
         if study.trials and study.trials[0].user_attrs.get("mlflow_run_id"):
             time.sleep(3)  # well into training
             break
