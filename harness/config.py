@@ -217,7 +217,9 @@ class _StudyBase(Frozen):
                 f"search_space.method: {', '.join(map(str, bad))} not available on the {backend} backend"
                 f" (it takes {', '.join(self.METHODS)})"
             )
-        for name in self.search_space.model_fields_set:
+        # LoRA keys on a study fixed to full fine-tuning are left unsampled (an override switching
+        # the method should not need three more); beta without dpo is a study that cannot mean it.
+        for name in self.search_space.model_fields_set - {"lora_rank", "lora_alpha", "lora_target_modules"}:
             hp = BY_NAME.get(name)
             if hp is not None and hp.methods and not set(hp.methods) & set(methods):
                 raise ValueError(f"search_space.{name}: only used with method {'/'.join(sorted(hp.methods))}")

@@ -1,12 +1,343 @@
-"""Batched greedy answers from a model already in memory (no reload per trial)."""
+"""Batched greedy answers from a model already in memory (no reload per trial).
+
+The fast path is a plain greedy loop over the model's own forward, on a private copy of the model (LoRA
+merged in, bf16 weights when the trials train in bf16): the caller's weights, config and training flag are
+never touched. What makes it faster than ``model.generate`` on a small CPU (``bench/eval_throughput.py``):
+
+- rows leave the batch as soon as they emit an end-of-turn/EOS token, so one big batch costs what its
+  unfinished rows cost, and big batches read the weights once per token for many rows;
+- keys/values go into buffers allocated once (``generate``'s cache reallocates every layer every token);
+- prompts are prefilled a few at a time, each group padded only to its own longest prompt, and the
+  prefill computes logits for the last position only;
+- single-token decode attention runs on the key/value heads directly with a mask built once per step.
+
+Models the loop does not cover (encoder-decoders, sliding-window or linear-attention layers, generation
+configs with logits processors) fall back to ``model.generate`` with the same stop tokens.
+"""
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from typing import Any
+from typing import Any, Literal
 
 import torch
+
+ATTENTION = "harness_greedy"  # registered in transformers' AttentionInterface on first use
+Engine = Literal["auto", "greedy", "hf"]
+# Measured on a 2-core AVX512 VM (bench/eval_throughput.py): see _decode_attention and _prefill.
+DECODE_KERNEL: Literal["auto", "sdpa", "matmul"] = "auto"
+# bf16 generation: "weights" casts the whole copy to bf16; "mixed" casts only the Linear weights and runs
+# under autocast, which is exactly the Trainer's bf16 arithmetic (norms, residuals, RoPE stay fp32).
+BF16_MODE: Literal["weights", "mixed"] = "weights"
+PREFILL_GROUP = 8
+_SENTINEL = "\u2063harness-answer\u2063"  # an answer text no template contains by itself
+
+
+# --- stop tokens -------------------------------------------------------------------------------------------
+
+
+def _as_list(value: Any) -> list[int]:
+    if value is None:
+        return []
+    return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
+
+
+def end_of_turn_id(tokenizer: Any) -> int | None:
+    """The special token the chat template closes an assistant turn with (``<|im_end|>`` for ChatML)."""
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": _SENTINEL}], tokenize=False
+        )
+    except Exception:  # a template that rejects this conversation: no end-of-turn token to learn
+        return None
+    if not isinstance(text, str) or _SENTINEL not in text:
+        return None
+    tail = text.split(_SENTINEL, 1)[1]
+    ids = tokenizer(tail, add_special_tokens=False).input_ids if tail.strip() else []
+    special = set(getattr(tokenizer, "all_special_ids", [])) | set(getattr(tokenizer, "added_tokens_decoder", {}))
+    return int(ids[0]) if ids and ids[0] in special else None
+
+
+def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """Every id that ends an answer: the template's end-of-turn, the tokenizer's and the model's EOS."""
+    generation_config = getattr(model, "generation_config", None)
+    ids = [end_of_turn_id(tokenizer), tokenizer.eos_token_id]
+    ids += _as_list(getattr(generation_config, "eos_token_id", None))
+    ids += _as_list(getattr(getattr(model, "config", None), "eos_token_id", None))
+    return list(dict.fromkeys(i for i in ids if i is not None))
+
+
+# --- the private generation copy -------------------------------------------------------------------------
+
+
+def _decode_attention(
+    module: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """One query token: attention over the key/value heads directly (no repeat_kv), additive float mask.
+
+    ``key``/``value`` are views into preallocated buffers. Fastest on the CPU measured: SDPA for bf16,
+    two matmuls for fp32 (SDPA's bf16 kernel wins, its fp32 one loses)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    batch, heads, q_length, dim = query.shape
+    if q_length != 1:  # the prefill: SDPA handles many queries well
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+    kv_heads = key.shape[1]
+    grouped = query.reshape(batch, kv_heads, heads // kv_heads, dim)  # head h reads kv head h // group
+    scale = scaling if scaling is not None else dim**-0.5
+    if DECODE_KERNEL == "sdpa" or (DECODE_KERNEL == "auto" and query.dtype != torch.float32):
+        output = torch.nn.functional.scaled_dot_product_attention(
+            grouped, key, value, attn_mask=attention_mask, scale=scale
+        )
+    else:
+        scores = torch.matmul(grouped, key.transpose(-1, -2)) * scale
+        if attention_mask is not None:
+            scores = scores + attention_mask  # [batch, 1, 1, kv]: broadcasts over heads
+        weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
+        output = torch.matmul(weights, value)  # [batch, kv_heads, group, dim]
+    return output.reshape(batch, heads, 1, dim).transpose(1, 2), None
+
+
+def _register_attention() -> None:
+    from transformers import AttentionInterface
+
+    if ATTENTION not in AttentionInterface._global_mapping:
+        AttentionInterface.register(ATTENTION, _decode_attention)
+
+
+def greedy_supported(model: Any) -> bool:
+    """Whether :func:`greedy` reproduces ``model.generate(do_sample=False)`` for this model."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    adapters = getattr(model, "peft_config", None) or {}
+    if any(getattr(a, "is_prompt_learning", False) for a in adapters.values()):
+        return False  # prefix/prompt tuning feeds its own past_key_values; LoRA merges into the copy
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(inner, "config", None)
+    if config is None or config.is_encoder_decoder or not getattr(inner, "_supports_attention_backend", False):
+        return False
+    try:
+        layers = DynamicCache(config=config).layers
+    except Exception:
+        return False
+    if not layers or any(type(layer) is not DynamicLayer for layer in layers):
+        return False  # sliding windows, linear attention, ...: keep transformers' own loop
+    g = getattr(inner, "generation_config", None)
+    processors = (  # what generate would apply even with do_sample=False
+        getattr(g, "repetition_penalty", None) not in (None, 1.0),
+        getattr(g, "no_repeat_ngram_size", None) not in (None, 0),
+        bool(getattr(g, "bad_words_ids", None) or getattr(g, "suppress_tokens", None)),
+        bool(getattr(g, "begin_suppress_tokens", None) or getattr(g, "forced_eos_token_id", None)),
+        bool(getattr(g, "min_length", 0) or getattr(g, "min_new_tokens", None)),
+    )
+    return not any(processors)
+
+
+def generation_copy(model: Any, bf16: bool, attention: str | None = ATTENTION) -> Any:
+    """A private eval-mode copy to generate with: LoRA merged, bf16 weights if asked, own attention.
+
+    A copy because LoRA models share the base's weights (trials must leave them bit-identical), and a
+    bf16 copy reads half the bytes per token; about 0.5 s for a 135M model."""
+    clone = copy.deepcopy(model)
+    if hasattr(clone, "merge_and_unload"):
+        clone = clone.merge_and_unload()  # one matmul per projection instead of three
+    clone.eval()
+    clone.requires_grad_(False)
+    if bf16 and BF16_MODE == "mixed":
+        for module in clone.modules():
+            if isinstance(module, torch.nn.Linear):  # a new Parameter also unties a tied lm_head
+                module.weight = torch.nn.Parameter(module.weight.detach().to(torch.bfloat16), requires_grad=False)
+                if module.bias is not None:
+                    module.bias = torch.nn.Parameter(module.bias.detach().to(torch.bfloat16), requires_grad=False)
+    elif bf16:
+        # Parameters only: model.to() would also round float buffers such as RoPE's inv_freq to bf16,
+        # and that error grows with the position (transformers computes the angles in fp32 from them).
+        for param in clone.parameters():
+            param.data = param.data.to(torch.bfloat16)
+    if attention is not None:
+        _register_attention()
+        clone.set_attn_implementation(attention)
+    return clone
+
+
+# --- the cache and the greedy loop --------------------------------------------------------------------------
+
+
+@functools.cache
+def _layer_class() -> type:
+    from transformers.cache_utils import DynamicLayer
+
+    class PreallocatedLayer(DynamicLayer):
+        """A layer's keys/values written in place into zeroed buffers sized for the whole generation.
+
+        DynamicLayer concatenates every step: a fresh, growing allocation per layer per token, whose
+        first-touch page faults cost more than the attention itself on a small VM."""
+
+        def __init__(self, batch: int, capacity: int) -> None:
+            super().__init__()
+            self.batch, self.capacity, self.length = batch, capacity, 0
+
+        def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+            self.dtype, self.device = key_states.dtype, key_states.device
+            shape = (self.batch, key_states.shape[1], self.capacity)
+            # Zeros, not empty: masked positions still enter the matmuls, and garbage could be inf/NaN.
+            self.key_buffer = key_states.new_zeros((*shape, key_states.shape[-1]))
+            self.value_buffer = value_states.new_zeros((*shape, value_states.shape[-1]))
+            self.is_initialized = True
+
+        def write_rows(self, start: int, key_states: torch.Tensor, value_states: torch.Tensor, end: int) -> None:
+            """A prefill group's states into rows ``start``..., right-aligned at ``end`` (left padding)."""
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            rows, width = slice(start, start + key_states.shape[0]), key_states.shape[-2]
+            self.key_buffer[rows, :, end - width : end] = key_states
+            self.value_buffer[rows, :, end - width : end] = value_states
+            self._resize(end)
+
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            end = self.length + key_states.shape[-2]
+            self.key_buffer[:, :, self.length : end] = key_states
+            self.value_buffer[:, :, self.length : end] = value_states
+            self._resize(end)
+            return self.keys, self.values
+
+        def _resize(self, length: int) -> None:
+            self.length = length
+            self.keys, self.values = self.key_buffer[:, :, :length], self.value_buffer[:, :, :length]
+
+        def get_seq_length(self) -> int:
+            return self.length
+
+        def get_max_length(self) -> int:
+            return self.capacity
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            if self.is_initialized:
+                self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
+                self.batch = self.key_buffer.shape[0]
+                self._resize(self.length)
+
+    return PreallocatedLayer
+
+
+def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+
+
+def _prefill(
+    model: Any, rows: Sequence[Sequence[int]], capacity: int, pad_id: int, group: int
+) -> tuple[Any, torch.Tensor]:
+    """The prompts' keys/values in one preallocated cache, left-padded to the longest prompt, and each
+    row's last logits. Computed ``group`` rows at a time, each group padded only to its own longest
+    prompt: one long prompt in a big batch would otherwise multiply the prefill's work and memory."""
+    from transformers import DynamicCache
+
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    width = max(len(r) for r in rows)
+    cache = DynamicCache(config=model.config)
+    layer = _layer_class()
+    cache.layers = [layer(len(rows), capacity) for _ in cache.layers]
+    logits = []
+    for start in range(0, len(rows), group):
+        chunk = rows[start : start + group]
+        span = max(len(r) for r in chunk)
+        input_ids = torch.full((len(chunk), span), pad_id, dtype=torch.long)
+        real = torch.zeros((len(chunk), span), dtype=torch.bool)
+        for j, row in enumerate(chunk):
+            input_ids[j, span - len(row) :] = torch.tensor(list(row), dtype=torch.long)
+            real[j, span - len(row) :] = True
+        # As generate: positions count real tokens only, so padding never shifts a prompt's positions.
+        positions = (real.long().cumsum(-1) - 1).clamp_(min=0)
+        causal = torch.ones((span, span), dtype=torch.bool).tril_()
+        # Padding queries may see themselves: a fully masked row would make NaNs that reach real rows as 0 * NaN.
+        allowed = (causal & real[:, None, :]) | torch.eye(span, dtype=torch.bool)
+        scratch = DynamicCache(config=model.config)
+        output = model(
+            input_ids=input_ids.to(device),
+            attention_mask=_additive(allowed[:, None], dtype).to(device),
+            position_ids=positions.to(device),
+            past_key_values=scratch,
+            use_cache=True,
+            # An index tensor, not logits_to_keep=1: that slice is non-contiguous, and matmul then copies
+            # the whole lm_head once per row (450 MB per 8 rows for SmolLM2).
+            logits_to_keep=torch.tensor([span - 1], device=device),
+        )
+        for target, source in zip(cache.layers, scratch.layers, strict=True):
+            target.write_rows(start, source.keys, source.values, width)
+        logits.append(output.logits[:, -1])
+    return cache, torch.cat(logits)
+
+
+def greedy(
+    model: Any,
+    rows: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    stop_ids: Sequence[int],
+    pad_id: int,
+    prefill_group: int | None = None,
+) -> list[list[int]]:
+    """Greedy continuations of token-id rows (decoded as one left-padded batch), each ending at a stop id.
+
+    Positions and masks follow ``generate``'s for left padding; a row that has stopped leaves the batch.
+    Rows should come sorted by length (``generate`` sorts them) so prefill groups carry little padding."""
+    count = len(rows)
+    outputs: list[list[int]] = [[] for _ in range(count)]
+    if count == 0 or max_new_tokens <= 0:
+        return outputs
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    width = max(len(r) for r in rows)
+    group = max(1, prefill_group or PREFILL_GROUP)
+    cache, logits = _prefill(model, rows, width + max_new_tokens, pad_id, group)
+    keys = torch.zeros((count, width), dtype=torch.bool)  # which cached positions hold real tokens
+    for j, row in enumerate(rows):
+        keys[j, width - len(row) :] = True
+    next_position = torch.tensor([len(r) - 1 for r in rows], dtype=torch.long)
+    stops = set(stop_ids)
+    alive = list(range(count))
+    for step in range(max_new_tokens):
+        tokens = logits.argmax(-1).cpu()
+        keep = []
+        for slot, (row, token) in enumerate(zip(alive, tokens.tolist(), strict=True)):
+            outputs[row].append(token)
+            if token not in stops:
+                keep.append(slot)
+        if not keep or step == max_new_tokens - 1:
+            break
+        if len(keep) < len(alive):  # finished rows stop costing anything
+            index = torch.tensor(keep, dtype=torch.long)
+            cache.batch_select_indices(index.to(device))
+            tokens, keys, next_position = tokens[index], keys[index], next_position[index]
+            alive = [alive[slot] for slot in keep]
+        keys = torch.cat([keys, torch.ones((len(alive), 1), dtype=torch.bool)], dim=1)
+        next_position = next_position + 1
+        logits = model(
+            input_ids=tokens[:, None].to(device),
+            attention_mask=_additive(keys[:, None, None, :], dtype).to(device),
+            position_ids=next_position[:, None].to(device),
+            past_key_values=cache,
+            use_cache=True,
+        ).logits[:, -1]
+    return outputs
+
+
+# --- transformers' generate: the fallback and the benchmark's reference -------------------------------------
 
 
 @contextmanager
@@ -27,6 +358,34 @@ def _autocast(model: Any, bf16: bool) -> Any:
     return torch.autocast(device_type=device, dtype=torch.bfloat16)
 
 
+def _hf_generate(
+    model: Any, tokenizer: Any, rows: Sequence[Sequence[int]], max_new_tokens: int, stop_ids: list[int], pad_id: int
+) -> list[list[int]]:
+    device = next(model.parameters()).device
+    with _left_padding(tokenizer):
+        batch = tokenizer.pad({"input_ids": [list(r) for r in rows]}, return_tensors="pt").to(device)
+    output = model.generate(
+        **batch,
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=stop_ids,
+        pad_token_id=pad_id,
+        use_cache=True,
+    )
+    return [row.tolist() for row in output[:, batch["input_ids"].shape[1] :]]
+
+
+# --- the entry point ---------------------------------------------------------------------------------------------
+
+
+def _answer_text(tokenizer: Any, ids: list[int], stops: set[int]) -> str:
+    for end, token in enumerate(ids):  # cut at the first stop; generate pads finished rows after it
+        if token in stops:
+            ids = ids[:end]
+            break
+    return tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -35,38 +394,50 @@ def generate(
     max_new_tokens: int = 192,
     batch_size: int = 8,
     bf16: bool = False,
+    engine: Engine = "auto",
 ) -> list[str]:
-    """Greedy (do_sample=False) answers, batched by prompt length, returned in prompt order."""
-    texts = [
-        tokenizer.apply_chat_template(
-            [{"role": m["role"], "content": m["content"]} for m in p],
-            tokenize=False,
-            add_generation_prompt=True,
-        )
+    """Greedy (do_sample=False) answers, batched by prompt length, returned in prompt order.
+
+    Each answer stops at the chat template's end-of-turn token or an EOS. ``bf16`` generates with bf16
+    weights (for trials that train in bf16). ``batch_size`` rows decode together: on a CPU, more rows per
+    batch cost little more per step than one. ``engine="hf"`` uses ``model.generate`` on the caller's
+    model (autocast for bf16): the fallback, and the benchmark's reference."""
+    rows = [
+        tokenizer(
+            tokenizer.apply_chat_template(
+                [{"role": m["role"], "content": m["content"]} for m in p], tokenize=False, add_generation_prompt=True
+            ),
+            add_special_tokens=False,
+        ).input_ids
         for p in prompts
     ]
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    answers: list[str] = [""] * len(texts)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
+    answers: list[str] = [""] * len(rows)
+    if not rows:
+        return answers
+    stop_ids = stop_token_ids(model, tokenizer)
+    stops = set(stop_ids)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    size = max(1, batch_size)
+    fast = engine == "greedy" or (engine == "auto" and greedy_supported(model))
+    modes = [(module, module.training) for module in model.modules()]  # generate's eval() changes them
+    runner = generation_copy(model, bf16) if fast else model
+    # The copy already has its dtype, unless it is the mixed-precision one.
+    precision = nullcontext() if fast and BF16_MODE == "weights" else _autocast(model, bf16)
     try:
-        with _left_padding(tokenizer), torch.inference_mode(), _autocast(model, bf16):
-            for start in range(0, len(order), batch_size):
-                chunk = order[start : start + batch_size]
-                batch = tokenizer(
-                    [texts[i] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=False
-                ).to(device)
-                output = model.generate(
-                    **batch,
-                    do_sample=False,
-                    max_new_tokens=max_new_tokens,
-                    pad_token_id=tokenizer.pad_token_id,
-                    use_cache=True,
-                )
-                new_tokens = output[:, batch["input_ids"].shape[1] :]
-                for i, text in zip(chunk, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True):
-                    answers[i] = text.strip()
+        if not fast:
+            model.eval()
+        with torch.inference_mode(), precision:
+            for start in range(0, len(order), size):
+                chunk = order[start : start + size]
+                batch = [rows[i] for i in chunk]
+                if fast:
+                    new = greedy(runner, batch, max_new_tokens, stop_ids, pad_id)
+                else:
+                    new = _hf_generate(runner, tokenizer, batch, max_new_tokens, stop_ids, pad_id)
+                for i, ids in zip(chunk, new, strict=True):
+                    answers[i] = _answer_text(tokenizer, ids, stops)
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
     return answers

@@ -106,3 +106,13 @@ def test_each_backend_gets_its_own_config_class(tmp_path: Path) -> None:
     # Objective names the evaluation produces are accepted, per-criterion judge scores included.
     judged = load_config(write(tmp_path, {**BASE, "objective": {"metric": "consistency/heldout/judge_structure", "direction": "maximize"}}))
     assert judged.objective.metric == "consistency/heldout/judge_structure"
+
+
+def test_lora_keys_on_a_full_only_study_are_accepted_and_unsampled(tmp_path: Path) -> None:
+    from optuna.trial import FixedTrial
+
+    from harness.search_space import suggest
+
+    config = load_config(write(tmp_path, {**BASE, "search_space": {"method": "full", "lora_rank": [8, 16]}}))
+    params = suggest(FixedTrial({}), config.search_space, config.backend)
+    assert params.method == "full" and params.lora_rank is None

@@ -134,12 +134,22 @@ class LocalAnswerer:
         self.model, self.tokenizer = model, tokenizer
 
     def __call__(
-        self, prompts: list[Messages], max_new_tokens: int = 192, batch_size: int = 8, bf16: bool = False
+        self,
+        prompts: list[Messages],
+        max_new_tokens: int | None = None,
+        batch_size: int = PARAMS["batch_size"],
+        bf16: bool = PARAMS["bf16"],
     ) -> list[str]:
+        """``max_new_tokens`` None: PARAMS' default (the Answerer protocol's "own default")."""
         from harness.generation import generate
 
         return generate(
-            self.model, self.tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, bf16=bf16
+            self.model,
+            self.tokenizer,
+            prompts,
+            max_new_tokens=max_new_tokens or PARAMS["max_new_tokens"],
+            batch_size=batch_size,
+            bf16=bf16,
         )
 
 
@@ -157,10 +167,10 @@ class RemoteAnswerer:
         if not self.model:
             raise models.ModelError("a remote model needs a model id (or an Azure deployment)")
 
-    def __call__(self, prompts: list[Messages], max_new_tokens: int = 192, **_: Any) -> list[str]:
+    def __call__(self, prompts: list[Messages], max_new_tokens: int | None = None, **_: Any) -> list[str]:
         from harness.backends.openai.jobs import make_answerer
 
-        return make_answerer(self.client, self.call, self.model, max_new_tokens)(prompts)
+        return make_answerer(self.client, self.call, self.model, max_new_tokens or PARAMS["max_new_tokens"])(prompts)
 
 
 def load_local(spec: ModelSpec, weights: Path) -> LocalAnswerer:

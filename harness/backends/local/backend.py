@@ -205,7 +205,8 @@ class LocalBackend:
         return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
     def baseline_metrics(self) -> dict[str, float]:
-        """The untuned base model's eval loss, measured exactly like a trial's final evaluation."""
+        """The untuned base model's eval loss, measured exactly like a trial's final evaluation (same
+        collator, eval batch size and precision), without training and leaving the shared base as it was."""
         import tempfile
 
         base = models.load_base(self.config.base_model)
@@ -216,10 +217,15 @@ class LocalBackend:
             lr_multiplier=1.0,
             dropout=0.0,
         )
-        with tempfile.TemporaryDirectory() as tmp:
-            args = self.training_arguments(params, Path(tmp), disable_tqdm=True)
-            trainer = self._trainer(base, args, [])
-            loss = trainer.evaluate()["eval_loss"]
+        # Trainer puts the model in eval mode and sets config.use_cache: put back what the shared base had.
+        was_training, use_cache = base.training, getattr(base.config, "use_cache", None)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:  # never the study's work dir: nothing is saved
+                args = self.training_arguments(params, Path(tmp), disable_tqdm=True)
+                loss = self._trainer(base, args, []).evaluate()["eval_loss"]  # no_grad inside
+        finally:
+            base.train(was_training)
+            base.config.use_cache = use_cache
         return {"eval_loss": float(loss)}
 
     def base_answerer(self) -> Any:
@@ -234,6 +240,7 @@ class LocalBackend:
         settings = self.config.evaluation
 
         def answer(prompts: list[list[dict[str, Any]]], max_new_tokens: int | None = None) -> list[str]:
+            """``max_new_tokens`` overrides the configured cap for this call (evaluation sizes it per split)."""
             return generate(
                 model,
                 tokenizer,
