@@ -29,10 +29,13 @@ FALLBACK = {"method": "full", "epochs": 1, "batch_size": 4, "lr_multiplier": 2.0
 METRIC = "consistency/heldout/consistency"
 
 
-def best_params(storage: str) -> dict[str, Any] | None:
+def best_params(db: Path) -> dict[str, Any] | None:
+    """The best params of an earlier quickstart study; None when there is none (nothing is created)."""
+    if not db.is_file():
+        return None
     try:
-        study = optuna.load_study(study_name="quickstart", storage=storage)
-    except (KeyError, Exception):
+        study = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{db}")
+    except KeyError:
         return None
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     return dict(study.best_trial.params) if complete and len(study.directions) == 1 else None
@@ -65,7 +68,7 @@ def main() -> None:
     from harness.config import load_config
     from harness.study import run_sweep
 
-    params = best_params(f"sqlite:///{ROOT}/mlruns/optuna.db") or FALLBACK
+    params = best_params(ROOT / "mlruns" / "optuna.db") or FALLBACK
     print(f"configuration: {params}")
     with tempfile.TemporaryDirectory() as tmp:
         config = load_config(args.config, overrides(params, Path(tmp), not args.no_judge))

@@ -1,8 +1,9 @@
 """Batched greedy answers from a model already in memory (no reload per trial).
 
 The fast path is a plain greedy loop over the model's own forward, on a private copy of the model (LoRA
-merged in, bf16 weights when the trials train in bf16): the caller's weights, config and training flag are
-never touched. What makes it faster than ``model.generate`` on a small CPU (``bench/eval_throughput.py``):
+merged in; when trials train in bf16, bf16 Linear weights run under autocast, the Trainer's arithmetic):
+the caller's weights, config and training flags are never touched. What makes it faster than
+``model.generate`` on a small CPU (``bench/eval_throughput.py``):
 
 - rows leave the batch as soon as they emit an end-of-turn/EOS token, so one big batch costs what its
   unfinished rows cost, and big batches read the weights once per token for many rows;
@@ -27,12 +28,7 @@ import torch
 
 ATTENTION = "harness_greedy"  # registered in transformers' AttentionInterface on first use
 Engine = Literal["auto", "greedy", "hf"]
-# Measured on a 2-core AVX512 VM (bench/eval_throughput.py): see _decode_attention and _prefill.
-DECODE_KERNEL: Literal["auto", "sdpa", "matmul"] = "auto"
-# bf16 generation: "weights" casts the whole copy to bf16; "mixed" casts only the Linear weights and runs
-# under autocast, which is exactly the Trainer's bf16 arithmetic (norms, residuals, RoPE stay fp32).
-BF16_MODE: Literal["weights", "mixed"] = "weights"
-PREFILL_GROUP = 8
+PREFILL_GROUP = 8  # prompts per prefill forward: measured fastest on a 2-core CPU (see _prefill)
 _SENTINEL = "\u2063harness-answer\u2063"  # an answer text no template contains by itself
 
 
@@ -85,8 +81,9 @@ def _decode_attention(
 ) -> tuple[torch.Tensor, None]:
     """One query token: attention over the key/value heads directly (no repeat_kv), additive float mask.
 
-    ``key``/``value`` are views into preallocated buffers. Fastest on the CPU measured: SDPA for bf16,
-    two matmuls for fp32 (SDPA's bf16 kernel wins, its fp32 one loses)."""
+    ``key``/``value`` are views into preallocated buffers. Fastest on the CPU measured: two matmuls for
+    fp32 queries (fp32 models, and bf16 ones under autocast, whose RoPE returns fp32; autocast runs the
+    matmuls in bf16), SDPA for half-precision ones."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     batch, heads, q_length, dim = query.shape
@@ -97,7 +94,7 @@ def _decode_attention(
     kv_heads = key.shape[1]
     grouped = query.reshape(batch, kv_heads, heads // kv_heads, dim)  # head h reads kv head h // group
     scale = scaling if scaling is not None else dim**-0.5
-    if DECODE_KERNEL == "sdpa" or (DECODE_KERNEL == "auto" and query.dtype != torch.float32):
+    if query.dtype != torch.float32:
         output = torch.nn.functional.scaled_dot_product_attention(
             grouped, key, value, attn_mask=attention_mask, scale=scale
         )
@@ -147,26 +144,24 @@ def greedy_supported(model: Any) -> bool:
 
 
 def generation_copy(model: Any, bf16: bool, attention: str | None = ATTENTION) -> Any:
-    """A private eval-mode copy to generate with: LoRA merged, bf16 weights if asked, own attention.
+    """A private eval-mode copy to generate with: LoRA merged, bf16 Linear weights if asked, own attention.
 
-    A copy because LoRA models share the base's weights (trials must leave them bit-identical), and a
-    bf16 copy reads half the bytes per token; about 0.5 s for a 135M model."""
+    A copy because LoRA models share the base's weights (trials must leave them bit-identical), and bf16
+    weights are read at half the bytes per token; 0.2-0.4 s for a 135M model."""
     clone = copy.deepcopy(model)
     if hasattr(clone, "merge_and_unload"):
         clone = clone.merge_and_unload()  # one matmul per projection instead of three
     clone.eval()
     clone.requires_grad_(False)
-    if bf16 and BF16_MODE == "mixed":
+    if bf16:
+        # Linear weights only, run under autocast: the Trainer's bf16 arithmetic (norms, residuals and RoPE
+        # in fp32) without autocast casting every weight again at every step. Measured as fast as a
+        # whole-model bf16 copy, and closer to the fp32 answers.
         for module in clone.modules():
             if isinstance(module, torch.nn.Linear):  # a new Parameter also unties a tied lm_head
                 module.weight = torch.nn.Parameter(module.weight.detach().to(torch.bfloat16), requires_grad=False)
                 if module.bias is not None:
                     module.bias = torch.nn.Parameter(module.bias.detach().to(torch.bfloat16), requires_grad=False)
-    elif bf16:
-        # Parameters only: model.to() would also round float buffers such as RoPE's inv_freq to bf16,
-        # and that error grows with the position (transformers computes the angles in fp32 from them).
-        for param in clone.parameters():
-            param.data = param.data.to(torch.bfloat16)
     if attention is not None:
         _register_attention()
         clone.set_attn_implementation(attention)
@@ -422,8 +417,7 @@ def generate(
     fast = engine == "greedy" or (engine == "auto" and greedy_supported(model))
     modes = [(module, module.training) for module in model.modules()]  # generate's eval() changes them
     runner = generation_copy(model, bf16) if fast else model
-    # The copy already has its dtype, unless it is the mixed-precision one.
-    precision = nullcontext() if fast and BF16_MODE == "weights" else _autocast(model, bf16)
+    precision = _autocast(model, bf16)
     try:
         if not fast:
             model.eval()

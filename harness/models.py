@@ -99,6 +99,12 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false")
 
 
+def count_tokens(spec: str, texts: list[str]) -> list[int]:
+    """Tokens per text with the base model's tokenizer, no special tokens (answer budgets use it)."""
+    tokenizer = load_tokenizer(spec)
+    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
 @functools.cache
 def load_tokenizer(spec: str) -> Any:
     from transformers import AutoTokenizer

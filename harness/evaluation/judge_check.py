@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.config import ConfigError
 from harness.data.chat import Example
 from harness.evaluation import variants
 
@@ -35,6 +36,10 @@ PAIRS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 # Which criterion each deterministic scorer stands for.
 SCORER_CRITERIA = {"structure": "structure", "embedding": "content", "rouge_l": "content", "detail": "detail"}
 VERSION = 1  # bump when variants or pairs change: cached checks are then redone
+
+
+class JudgeCheckError(ConfigError):
+    """A judge check that cannot be built from this study's data."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,9 @@ def build_cases(examples: Sequence[Example], size: int, seed: int = 0) -> list[C
     pool = [e for e in examples if e.reference.strip()]
     chosen = random.Random(seed).sample(pool, min(size, len(pool)))
     if len(chosen) < 2:
-        raise ValueError("a judge check needs at least two training references")
+        raise JudgeCheckError(
+            f"evaluation.judge: a judge check needs at least two training answers; the data has {len(pool)}"
+        )
     cases = []
     for i, example in enumerate(chosen):
         other = chosen[(i + 1) % len(chosen)].reference

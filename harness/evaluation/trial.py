@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -98,7 +99,9 @@ class Evaluator:
             h.update(json.dumps(self.judge.params(), sort_keys=True).encode())
         return h.hexdigest()[:16]
 
+    @functools.cached_property
     def budgets(self) -> dict[str, int]:
+        """New-token budget per split; the references never change, so counted once per study."""
         return {
             split: token_budget([e.reference for e in examples], self.settings, self.count_tokens)
             for split, examples in self.splits.items()
@@ -112,7 +115,7 @@ class Evaluator:
         """
         self.tracker.set_tags(run_id, {TAG_EVAL_DIGEST: self.digest})
         metrics: dict[str, float] = {}
-        budgets = self.budgets()
+        budgets = self.budgets
         self.last_rows = {}
         started, generating = time.perf_counter(), 0.0
         for split, examples in self.splits.items():

@@ -120,8 +120,7 @@ def token_counter(config: StudyConfig) -> Any:
     """The base model's tokenizer sizes answer budgets, as in the study; remote models estimate."""
     if config.backend != "local":
         return None
-    tokenizer = models.load_tokenizer(config.base_model)
-    return lambda texts: [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+    return lambda texts: models.count_tokens(config.base_model, texts)
 
 
 def resolve(config: StudyConfig, spec: str, client: Any) -> tuple[Answerer, dict[str, str]]:

@@ -126,5 +126,41 @@ def test_mentions_judge() -> None:
 
 
 def test_build_cases_needs_two_references() -> None:
-    with pytest.raises(ValueError, match="at least two"):
+    with pytest.raises(ValueError, match="at least two"):  # JudgeCheckError is a ConfigError
         build_cases(examples()[:1], 4)
+
+
+def _check_cli(tmp_path: Path, study_yaml: Path, url: str, answers: list[str]) -> Any:
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+    from tests.conftest import chat_record, write_jsonl
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    train = write_jsonl(tmp_path / "house.jsonl", [chat_record(f"How do I {t} in Python?", a) for t, a in zip(TOPICS, answers, strict=False)])
+    overrides = [
+        f"data.train_file={train}",
+        "evaluation.judge.kind=base_url",
+        f"evaluation.judge.base_url={url}",
+        "evaluation.judge.model=fake",
+        "evaluation.judge.max_retries=0",
+        "evaluation.judge.check_size=4",
+        f"evaluation.judge.cache_path={tmp_path}/judge.sqlite",
+    ]
+    return CliRunner().invoke(app, ["judge-check", str(study_yaml), *overrides])
+
+
+def test_judge_check_command_exit_codes(tmp_path: Path, study_yaml: Path) -> None:
+    answers = [house_answer(t) for t in TOPICS]
+    with fake_server(FakeState(reply=knowing_judge)) as url:
+        good = _check_cli(tmp_path / "good", study_yaml, url, answers)
+    with fake_server(FakeState(reply=random_judge)) as url:
+        weak = _check_cli(tmp_path / "weak", study_yaml, url, answers)
+        too_few = _check_cli(tmp_path / "few", study_yaml, url, answers[:1])
+    assert good.exit_code == 0, good.output
+    assert weak.exit_code == 1, weak.output
+    # One training answer: a clear one-line error, not a traceback.
+    assert too_few.exit_code == 2 and "at least two training answers" in too_few.output
+    assert isinstance(too_few.exception, SystemExit)
+    # The check was cached beside the judge cache, where a study would reuse it.
+    assert list((tmp_path / "good" / "judge_checks").glob("*.json"))

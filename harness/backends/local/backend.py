@@ -188,7 +188,7 @@ class LocalBackend:
         metrics = {
             "eval_loss": float(final["eval_loss"]),
             "tokens_per_second_mean": sum(rates) / len(rates) if rates else 0.0,
-            "trained_tokens_per_epoch": float(self.train_set.trained_tokens),
+            "tokens_per_epoch": float(self.train_set.trained_tokens),
         }
         resolved = {**self.plan(params).as_params(), "device": "cuda" if torch.cuda.is_available() else "cpu"}
         return TrainResult(
@@ -201,8 +201,7 @@ class LocalBackend:
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Token counts with the base model's tokenizer: how evaluation sizes its answer budgets."""
-        tokenizer = models.load_tokenizer(self.config.base_model)
-        return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+        return models.count_tokens(self.config.base_model, texts)
 
     def baseline_metrics(self) -> dict[str, float]:
         """The untuned base model's eval loss, measured exactly like a trial's final evaluation (same

@@ -23,7 +23,6 @@ import openai
 from harness.backends.base import TrialStopped
 from harness.config import ConfigError
 from harness.retry import Clock, Sleep, retrying
-from harness.retry import retry_after_s as retry_after_s  # re-exported: tests and callers import it here
 from harness.search_space import TrialParams
 from harness.settings.openai import OpenAIConfig
 
