@@ -82,27 +82,35 @@ def record_problems(record: Any) -> list[str]:
     roles = [m.get("role") for m in messages if isinstance(m, dict)]
     if "assistant" not in roles:
         problems.append("no assistant message: nothing to learn from")
-    elif all(
-        m.get("weight") == 0 for m in messages if isinstance(m, dict) and m.get("role") == "assistant"
-    ):
+    elif all(m.get("weight") == 0 for m in messages if isinstance(m, dict) and m.get("role") == "assistant"):
         problems.append("every assistant message has weight 0: nothing to learn from")
     return problems
 
 
-def read_records(path: Path, check: Callable[[Any], list[str]]) -> list[tuple[str, Any]]:
-    """Parse every JSONL line and run ``check`` on it; raise DataError listing all problems.
+def read_lines(path: Path) -> list[str]:
+    """The file's lines, numbered as an editor numbers them; raise DataError when unreadable.
 
-    Returns ``(file:line, record)`` pairs; never a partial set when anything is wrong.
+    ``utf-8-sig`` drops a byte-order mark (some Windows tools write one). Only ``\\n`` ends a
+    line: ``str.splitlines()`` also breaks at U+2028, U+0085 and others that JSON strings may
+    hold unescaped, which cut a valid record in two and shift every later line number. A
+    ``\\r`` left by ``\\r\\n`` is JSON whitespace, so those files read as before.
     """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        return path.read_bytes().decode("utf-8-sig").split("\n")
     except OSError as exc:
         raise DataError([f"{path}: cannot read: {exc.strerror}"]) from exc
     except UnicodeDecodeError as exc:
         raise DataError([f"{path}: not UTF-8 text ({exc.reason})"]) from exc
-    records: list[tuple[str, Any]] = []
+
+
+def read_numbered(path: Path, check: Callable[[Any], list[str]]) -> list[tuple[int, Any]]:
+    """Parse every JSONL line and run ``check`` on it; raise DataError listing all problems.
+
+    Returns ``(line number, record)`` pairs; never a partial set when anything is wrong.
+    """
+    records: list[tuple[int, Any]] = []
     problems: list[str] = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(read_lines(path), start=1):
         if not line.strip():
             continue
         source = f"{path}:{number}"
@@ -114,12 +122,17 @@ def read_records(path: Path, check: Callable[[Any], list[str]]) -> list[tuple[st
         found = check(record)
         problems += [f"{source}: {p}" for p in found]
         if not found:
-            records.append((source, record))
+            records.append((number, record))
     if not problems and not records:
         problems.append(f"{path}: no examples")
     if problems:
         raise DataError(problems)
     return records
+
+
+def read_records(path: Path, check: Callable[[Any], list[str]]) -> list[tuple[str, Any]]:
+    """Like ``read_numbered``, each record with its ``file:line`` for messages."""
+    return [(f"{path}:{number}", record) for number, record in read_numbered(path, check)]
 
 
 def load_jsonl(path: Path) -> list[Example]:
@@ -132,10 +145,7 @@ def with_system_prompt(examples: Sequence[Example], system_prompt: str | None) -
     if not system_prompt:
         return list(examples)
     system = {"role": "system", "content": system_prompt}
-    return [
-        e if e.messages[0]["role"] == "system" else Example((system, *e.messages), e.source)
-        for e in examples
-    ]
+    return [e if e.messages[0]["role"] == "system" else Example((system, *e.messages), e.source) for e in examples]
 
 
 def split(examples: Sequence[Example], ratio: float, seed: int) -> tuple[list[Example], list[Example]]:

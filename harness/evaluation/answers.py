@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.data.chat import read_records
+from harness.data.chat import read_numbered
 from harness.evaluation.scoring import SplitScores, score_split
 from harness.settings.evaluation import EvaluationConfig
 
@@ -43,11 +43,9 @@ class AnswerRecord:
 
 def load_answers(path: Path) -> list[AnswerRecord]:
     """Every line validated first: a DataError lists each ``file:line: problem``; nothing partial."""
-    records = read_records(path, record_problems)
-    return [
-        AnswerRecord(str(r.get("id", source.rpartition(":")[2])), r["question"], r["reference"], r["answer"])
-        for source, r in records
-    ]
+    # The training data's reader: a BOM is accepted and only "\n" ends a line, so ids agree with editors.
+    records = read_numbered(path, record_problems)
+    return [AnswerRecord(str(r.get("id", line)), r["question"], r["reference"], r["answer"]) for line, r in records]
 
 
 @contextlib.contextmanager

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from harness.backends.openai.data import DataError, load_dataset, load_preferences
-from harness.backends.openai.jobs import job_payload, parse_result_file, retry_after_s, suffix_for
+from harness.backends.openai.jobs import job_payload, parse_result_file, suffix_for
 from harness.backends.openai.preflight import example_tokens, preflight, token_counter
+from harness.retry import retry_after_s
 from harness.search_space import TrialParams
 from harness.settings.openai import OpenAIConfig
 from tests.backends.fake_api import payload
@@ -140,3 +141,10 @@ def test_retry_after_forms() -> None:
     later = email.utils.formatdate(time.time() + 30, usegmt=True)
     assert 25 < (retry_after_s({"retry-after": later}) or 0) <= 30
     assert retry_after_s({}) is None
+
+
+def test_preference_file_with_a_byte_order_mark_is_still_preference_data(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "dpo.jsonl", [dpo_record(f"q{i}") for i in range(3)])
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    dataset = load_dataset(path, None, None, 0, None)
+    assert dataset.kind == "dpo" and len(dataset.train) == 3

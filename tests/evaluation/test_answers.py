@@ -56,6 +56,16 @@ def test_ids_default_to_the_line(tmp_path: Path) -> None:
     assert [r.id for r in load_answers(path)] == ["1", "7"]
 
 
+def test_bom_and_line_separators_keep_ids_and_text(tmp_path: Path) -> None:
+    # The same reader as the training data: BOM accepted, lines end at "\n" only.
+    answer = "one\u2028two\u0085three"
+    row = json.dumps({"question": "q", "reference": "r", "answer": answer}, ensure_ascii=False)
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(("\ufeff" + row + "\r\n" + row + "\n").encode())
+    records = load_answers(path)
+    assert [(r.id, r.answer) for r in records] == [("1", answer), ("2", answer)]
+
+
 def test_composite_renormalises_over_present_scores() -> None:
     columns = {"structure": [1.0, None, 0.2], "rouge_l": [0.5, 0.5, None], "embedding": [-0.3, 0.9, 0.4]}
     values = composite(columns, {"structure": 0.5, "rouge_l": 0.25, "embedding": 0.25, "detail": 1.0})

@@ -1,8 +1,9 @@
 """Training data for remote fine-tuning: chat (supervised) or preference (DPO) JSONL.
 
-Chat records are checked by ``harness.data.chat.load_jsonl``; preference records
-(``input`` / ``preferred_output`` / ``non_preferred_output``) get the same kind of
-``file:line`` problems here. What is uploaded is exactly what was checked and counted.
+Chat records are checked by ``harness.data.chat.load_jsonl``, preference records
+(``input`` / ``preferred_output`` / ``non_preferred_output``) by ``harness.data.preference``,
+the validators ``harness data check`` runs too. What is uploaded is exactly what was checked
+and counted.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from harness.data.chat import ROLES, DataError, load_jsonl, read_records, with_system_prompt
+from harness.data.chat import DataError, load_jsonl, with_system_prompt
+from harness.data.preference import Format, load_preferences, preference_problems
+from harness.data.preference import detect_format as detect_kind
 
-Kind = Literal["chat", "dpo"]
-DPO_KEYS = frozenset({"input", "preferred_output", "non_preferred_output"})
-INPUT_KEYS = frozenset({"messages", "tools", "parallel_tool_calls"})
+Kind = Format
 # Which data kind each remote method trains on.
 METHOD_KIND: dict[str, Kind] = {"supervised": "chat", "dpo": "dpo"}
 
@@ -43,83 +44,6 @@ class RemoteDataset:
         h.update(b"\0")
         h.update(self.jsonl("validation"))
         return h.hexdigest()[:16]
-
-
-def detect_kind(path: Path) -> Kind:
-    """Preference data when the first record has an ``input`` key, chat otherwise."""
-    try:
-        with path.open(encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip():
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError:
-                        return "chat"  # load_jsonl reports the bad line with its number
-                    return "dpo" if isinstance(record, dict) and "input" in record else "chat"
-    except (OSError, UnicodeDecodeError):
-        pass
-    return "chat"
-
-
-def _output_problems(key: str, value: Any) -> list[str]:
-    if not isinstance(value, list) or len(value) != 1:
-        return [f"{key}: must be a list holding exactly one assistant message"]
-    message = value[0]
-    if not isinstance(message, dict):
-        return [f"{key}[0]: must be an object"]
-    problems = [
-        f"{key}[0]: unrecognised key {k!r}" for k in sorted(set(message) - {"role", "content"})
-    ]
-    if message.get("role") != "assistant":
-        problems.append(f"{key}[0].role: must be 'assistant', got {message.get('role')!r}")
-    content = message.get("content")
-    if not isinstance(content, str) or not content.strip():
-        problems.append(f"{key}[0].content: missing or empty content")
-    return problems
-
-
-def _input_problems(value: Any) -> list[str]:
-    if not isinstance(value, dict):
-        return ["input: must be an object with a 'messages' list"]
-    problems = [f"input: unrecognised key {k!r}" for k in sorted(set(value) - INPUT_KEYS)]
-    messages = value.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return [*problems, "input.messages: missing or empty list"]
-    for i, message in enumerate(messages):
-        where = f"input.messages[{i}]"
-        if not isinstance(message, dict):
-            problems.append(f"{where}: must be an object")
-            continue
-        if message.get("role") not in ROLES:
-            problems.append(f"{where}.role: unknown role {message.get('role')!r}")
-        content = message.get("content")
-        if not isinstance(content, str) or not content.strip():
-            problems.append(f"{where}.content: missing or empty content")
-    last = messages[-1]
-    if isinstance(last, dict) and last.get("role") != "user":
-        problems.append("input.messages: the last message must be the user's turn")
-    return problems
-
-
-def preference_problems(record: Any) -> list[str]:
-    """Everything wrong with one DPO record (empty when it is usable)."""
-    if not isinstance(record, dict):
-        return [f"each line must be a JSON object, got {type(record).__name__}"]
-    problems = [f"unrecognised key {k!r}" for k in sorted(set(record) - DPO_KEYS)]
-    problems += [f"missing {k!r}" for k in sorted(DPO_KEYS - set(record))]
-    if "input" in record:
-        problems += _input_problems(record["input"])
-    for key in ("preferred_output", "non_preferred_output"):
-        if key in record:
-            problems += _output_problems(key, record[key])
-    if not problems and record["preferred_output"] == record["non_preferred_output"]:
-        problems.append("preferred_output and non_preferred_output are identical")
-    return problems
-
-
-def load_preferences(path: Path) -> list[dict[str, Any]]:
-    """Parse and check every DPO line; raise DataError listing all problems with file:line."""
-    return [record for _, record in read_records(path, preference_problems)]
 
 
 def _with_system(record: dict[str, Any], system_prompt: str | None) -> dict[str, Any]:
@@ -170,4 +94,4 @@ def load_dataset(
     return RemoteDataset(kind, tuple(train), tuple(validation))
 
 
-__all__ = ["DataError", "RemoteDataset", "detect_kind", "load_dataset", "preference_problems"]
+__all__ = ["DataError", "RemoteDataset", "detect_kind", "load_dataset", "load_preferences", "preference_problems"]

@@ -1,0 +1,108 @@
+"""``harness data split``: a seeded train / held-out split that keeps conversations together.
+
+Examples are grouped by their first user message, so a multi-turn conversation and its
+prefixes (and plain duplicates) land on the same side: a held-out prompt the model trained on
+would flatter every held-out score. Whole groups are shuffled with the seed and taken into the
+held-out side while that brings its size closer to ``heldout * examples``.
+
+The output lines are the input's own bytes (``\\r\\n`` endings included), each file in input
+order; only a UTF-8 byte-order mark is left out, since it belongs to the file, not its first line.
+"""
+
+from __future__ import annotations
+
+import codecs
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.data.chat import read_numbered, record_problems
+from harness.data.preference import Format, detect_format, preference_problems
+
+
+class SplitError(ValueError):
+    """A split that cannot be made: too few groups, a bad ratio, an output over the input."""
+
+
+@dataclass(frozen=True)
+class Split:
+    train: tuple[int, ...]  # 1-based line numbers, input order
+    heldout: tuple[int, ...]
+    groups: int
+
+    @property
+    def examples(self) -> int:
+        return len(self.train) + len(self.heldout)
+
+
+def group_key(file_format: Format, record: dict[str, Any], line: int) -> str:
+    """The first user message; an example without one is a group of its own."""
+    messages = record["messages"] if file_format == "chat" else record["input"]["messages"]
+    first = next((m["content"] for m in messages if m["role"] == "user"), None)
+    return f"user:{first}" if first is not None else f"line:{line}"
+
+
+def plan_split(keyed: Sequence[tuple[int, str]], heldout: float, seed: int) -> Split:
+    """Pure: which lines go where, for ``(line, group key)`` pairs."""
+    if not 0 < heldout < 1:
+        raise SplitError(f"--heldout must be between 0 and 1, got {heldout}")
+    groups: dict[str, list[int]] = {}
+    for line, key in keyed:
+        groups.setdefault(key, []).append(line)
+    # Groups in first-appearance order before the shuffle: the seed alone decides the outcome.
+    order = list(groups.values())
+    random.Random(seed).shuffle(order)
+    target = heldout * len(keyed)
+    taken: set[int] = set()
+    for group in order:
+        if abs(len(taken) + len(group) - target) < abs(len(taken) - target):
+            taken.update(group)
+    if not taken or len(taken) == len(keyed):
+        raise SplitError(
+            f"cannot hold out {heldout:.0%} of {len(keyed)} examples in {len(groups)} prompt group(s) "
+            "with both sides non-empty"
+        )
+    lines = [line for line, _ in keyed]
+    return Split(
+        train=tuple(n for n in lines if n not in taken),
+        heldout=tuple(n for n in lines if n in taken),
+        groups=len(groups),
+    )
+
+
+def split_file(path: Path, heldout: float, seed: int) -> Split:
+    """Validate ``path`` like the sweep does (DataError on any problem), then plan the split."""
+    file_format = detect_format(path)
+    check = record_problems if file_format == "chat" else preference_problems
+    records = read_numbered(path, check)
+    return plan_split([(n, group_key(file_format, r, n)) for n, r in records], heldout, seed)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return a.samefile(b)
+    return a.resolve() == b.resolve()
+
+
+def _write_lines(lines: Sequence[bytes], path: Path) -> None:
+    """Temp file then rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(b"".join(line + b"\n" for line in lines))
+    tmp.replace(path)
+
+
+def write_split(source: Path, split: Split, out_train: Path, out_heldout: Path) -> None:
+    """Copy each planned line of ``source`` byte for byte; never onto the input."""
+    for out in (out_train, out_heldout):
+        if _same_file(out, source):
+            raise SplitError(f"{out} is the input file; write the split elsewhere")
+    if _same_file(out_train, out_heldout):
+        raise SplitError(f"--out-train and --out-heldout are the same file ({out_train})")
+    # Split on b"\n" like the reader splits on "\n": line numbers agree, and no UTF-8
+    # multi-byte sequence contains the byte 0x0A.
+    raw = source.read_bytes().removeprefix(codecs.BOM_UTF8).split(b"\n")
+    _write_lines([raw[n - 1] for n in split.train], out_train)
+    _write_lines([raw[n - 1] for n in split.heldout], out_heldout)
