@@ -77,3 +77,13 @@ def test_eval_logs_any_model_as_a_run_of_the_study(study_yaml: Path, tiny_llama_
 
     bad = runner.invoke(app, ["eval", str(study_yaml), "--model", "nonsense", *FAST_EVAL])
     assert bad.exit_code == 2 and "expected base" in bad.output
+
+
+def test_promote_refuses_a_failed_run_in_one_line(study_yaml: Path, tiny_llama_dir: Path) -> None:
+    config = registry_config(study_yaml)
+    client = MlflowClient(config.mlflow.tracking_uri)
+    failed = make_trial_run(config, 0, {"eval_loss": 0.1}, model_dir=tiny_llama_dir, status="FAILED")
+    result = runner.invoke(app, ["promote", str(study_yaml), "--run", failed], env={"COLUMNS": "250"})
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: run {failed} is FAILED, not FINISHED: only a finished run can be promoted"
+    assert client.search_registered_models() == [] and client.search_model_versions() == []

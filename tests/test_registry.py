@@ -39,8 +39,9 @@ def make_trial_run(
     remote_model: str | None = None,
     eval_digest: str = "eval-1",
     backend: str = "local",
+    status: str = "FINISHED",
 ) -> str:
-    """A FINISHED trial run as the sweep leaves it (tags, metrics), under the study's parent run."""
+    """A trial run as the sweep leaves it (tags, metrics), under the study's parent run; RUNNING is left open."""
     tracker = Tracker(config.mlflow.tracking_uri, config.study_name)
     parent = tracker.parent_run(config.study_name, {})
     if not tracker.client.get_run(parent).data.params:
@@ -61,12 +62,16 @@ def make_trial_run(
         tags[TAG_REMOTE_MODEL] = remote_model
     run_id = tracker.child_run(parent, f"trial-{number}", tags)
     tracker.log_metrics(run_id, metrics)
-    tracker.end(run_id, "FINISHED")
+    if status != "RUNNING":
+        tracker.end(run_id, status)
     return run_id
 
 
 def versions(client: MlflowClient, name: str) -> dict[str, Any]:
-    return {str(v.version): client.get_model_version(name, v.version) for v in client.search_model_versions(f"name = '{name}'")}
+    return {
+        str(v.version): client.get_model_version(name, v.version)
+        for v in client.search_model_versions(f"name = '{name}'")
+    }
 
 
 def aliases(client: MlflowClient, name: str) -> dict[str, str]:
@@ -99,7 +104,13 @@ def _trial(number: int, values: list[float], state: TrialState = TrialState.COMP
 
 def test_select_best_single_objective_skips_unfinished_and_infinite() -> None:
     objective = ObjectiveConfig(metric="eval_loss")
-    trials = [_trial(0, [0.9]), _trial(1, [math.inf]), _trial(2, [0.4]), _trial(3, [], TrialState.FAIL), _trial(4, [0.4])]
+    trials = [
+        _trial(0, [0.9]),
+        _trial(1, [math.inf]),
+        _trial(2, [0.4]),
+        _trial(3, [], TrialState.FAIL),
+        _trial(4, [0.4]),
+    ]
     assert selection.select_best(trials, objective).number == 2  # ties: the lower number
     maximize = ObjectiveConfig(metric="consistency/heldout/judge", direction="maximize")
     assert selection.select_best(trials, maximize).number == 0
@@ -122,7 +133,12 @@ def test_promote_moves_alias_only_for_a_better_candidate(study_yaml: Path, tiny_
     config = registry_config(study_yaml)
     client = MlflowClient(config.mlflow.tracking_uri)
     runs = [
-        make_trial_run(config, n, {"eval_loss": loss, "objective": loss, "consistency/heldout/rouge_l": 0.1 * n}, model_dir=tiny_llama_dir)
+        make_trial_run(
+            config,
+            n,
+            {"eval_loss": loss, "objective": loss, "consistency/heldout/rouge_l": 0.1 * n},
+            model_dir=tiny_llama_dir,
+        )
         for n, loss in enumerate([1.0, 0.5, 0.8])
     ]
     first = registry.promote(config, runs[0])
@@ -148,7 +164,9 @@ def test_promote_moves_alias_only_for_a_better_candidate(study_yaml: Path, tiny_
     assert tags["harness.study"] == "tiny" and tags["harness.trial_number"] == "1"
     assert tags["harness.eval_digest"] == "eval-1" and tags["harness.dataset_digest"] == "data-1"
     assert tags["harness.base_model"] == str(tiny_llama_dir)
-    assert float(tags["objective/eval_loss"]) == 0.5 and float(tags["consistency/heldout/rouge_l"]) == pytest.approx(0.1)
+    assert float(tags["objective/eval_loss"]) == 0.5 and float(tags["consistency/heldout/rouge_l"]) == pytest.approx(
+        0.1
+    )
     assert tags["harness.model_kind"] == "full"
     assert tags["harness.promotion"].startswith("champion: beats the champion")
 
@@ -206,6 +224,22 @@ def test_failure_half_way_leaves_the_champion_in_place(
     assert aliases(client, "tiny") == {"champion": "2", "previous": "1"}
 
 
+@pytest.mark.parametrize("status", ["FAILED", "KILLED", "RUNNING"])
+def test_promote_refuses_a_run_that_did_not_finish(study_yaml: Path, tiny_llama_dir: Path, status: str) -> None:
+    config = registry_config(study_yaml)
+    client = MlflowClient(config.mlflow.tracking_uri)
+    champion = make_trial_run(config, 0, {"eval_loss": 1.0}, model_dir=tiny_llama_dir)
+    registry.promote(config, champion)
+    # Its metrics beat the champion's: only its status stands in the way.
+    unfinished = make_trial_run(config, 1, {"eval_loss": 0.1}, model_dir=tiny_llama_dir, status=status)
+    before = snapshot(client)
+    for options in ({}, {"force": True}, {"dry_run": True}):
+        with pytest.raises(registry.RegistryError, match=f"^run {unfinished} is {status}, not FINISHED"):
+            registry.promote(config, unfinished, **options)
+    assert snapshot(client) == before
+    assert aliases(client, "tiny") == {"champion": "1"} and set(versions(client, "tiny")) == {"1"}
+
+
 def test_dry_run_writes_nothing(study_yaml: Path, tiny_llama_dir: Path) -> None:
     config = registry_config(study_yaml)
     client = MlflowClient(config.mlflow.tracking_uri)
@@ -220,7 +254,11 @@ def test_dry_run_writes_nothing(study_yaml: Path, tiny_llama_dir: Path) -> None:
     registry.promote(config, old)
     before = snapshot(client)
     result = registry.promote(config, new, dry_run=True)
-    assert result.promoted and "beats the champion" in result.reason and result.summary().startswith("dry run: would promote")
+    assert (
+        result.promoted
+        and "beats the champion" in result.reason
+        and result.summary().startswith("dry run: would promote")
+    )
     # Not comparable (another eval digest) and eval_loss cannot be re-measured: no decision, no writes.
     refused = registry.promote(config, other_eval, dry_run=True)
     assert not refused.promoted and "cannot be re-measured" in refused.reason
@@ -238,7 +276,9 @@ def test_champion_scored_elsewhere_is_reevaluated_before_comparing(study_yaml: P
     client = MlflowClient(config.mlflow.tracking_uri)
     digest = eval_digest(config)
     # The champion looks great, but on another evaluation: its 0.9 says nothing about this one.
-    old = make_trial_run(config, 0, {"consistency/heldout/rouge_l": 0.9}, model_dir=tiny_llama_dir, eval_digest="old-eval")
+    old = make_trial_run(
+        config, 0, {"consistency/heldout/rouge_l": 0.9}, model_dir=tiny_llama_dir, eval_digest="old-eval"
+    )
     new = make_trial_run(config, 1, {"consistency/heldout/rouge_l": 0.99}, model_dir=tiny_llama_dir, eval_digest=digest)
     registry.promote(config, old)
 
@@ -255,7 +295,11 @@ def test_champion_scored_elsewhere_is_reevaluated_before_comparing(study_yaml: P
     assert rerun.data.tags["harness.registered_model"] == "tiny" and rerun.data.tags["harness.model_version"] == "1"
     assert rerun.data.tags["harness.role"] == "eval"
     assert result.champion.run_id == rerun.info.run_id
-    assert result.champion.values["consistency/heldout/rouge_l"] == rerun.data.metrics["consistency/heldout/rouge_l"] < 0.99
+    assert (
+        result.champion.values["consistency/heldout/rouge_l"]
+        == rerun.data.metrics["consistency/heldout/rouge_l"]
+        < 0.99
+    )
     assert aliases(client, "tiny") == {"champion": "2", "previous": "1"}
 
 

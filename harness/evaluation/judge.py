@@ -9,6 +9,7 @@ errors use the openai SDK's own ``max_retries``/``timeout``; unparsable replies 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import threading
 from collections.abc import Sequence
@@ -20,6 +21,8 @@ from harness.evaluation.judge_cache import JudgeCache, cache_key
 from harness.evaluation.judge_parse import (
     ParseError,
     clean_reasons,
+    first_choice,
+    message_text,
     parse_reply,
     tokens_from_choice,
     weighted_scores,
@@ -78,17 +81,33 @@ class _Counters:
             setattr(self, name, getattr(self, name) + n)
 
 
+def api_key(config: JudgeConfig) -> str:
+    """The key for ``config``'s endpoint, read from the variable it names; a placeholder where none.
+
+    Only the variable that belongs to the endpoint is read: OPENAI_API_KEY is never sent to a
+    custom base_url or to the local llama.cpp servers (see ``JudgeConfig.key_env``).
+    """
+    name = config.key_env
+    if name is None:
+        return LOCAL_API_KEY
+    value = os.environ.get(name)
+    if not value:
+        named = ", named by evaluation.judge.api_key_env," if config.api_key_env else ""
+        raise JudgeError(f"the {config.kind} judge needs {name}{named} set in the environment")
+    return value
+
+
 def make_client(config: JudgeConfig, base_url: str | None = None) -> Any:
-    """An openai client for ``config``; keys come only from the environment."""
+    """An openai client for ``config``; the key comes only from the environment (``api_key``)."""
     import openai
 
     url = base_url or config.base_url
     common: dict[str, Any] = {"max_retries": config.max_retries, "timeout": config.timeout_s}
+    key = api_key(config)  # first: a missing key is the likelier mistake
     if config.kind == "azure_openai":
-        key, endpoint = os.environ.get("AZURE_OPENAI_API_KEY"), url
-        endpoint = endpoint or os.environ.get("AZURE_OPENAI_ENDPOINT")
-        if not key or not endpoint:
-            raise JudgeError("azure_openai needs AZURE_OPENAI_API_KEY and AZURE_OPENAI_ENDPOINT")
+        endpoint = url or os.environ.get("AZURE_OPENAI_ENDPOINT")
+        if not endpoint:
+            raise JudgeError("azure_openai needs a base_url or AZURE_OPENAI_ENDPOINT")
         version = config.api_version or os.environ.get("OPENAI_API_VERSION")
         return openai.AzureOpenAI(
             api_key=key,
@@ -96,14 +115,9 @@ def make_client(config: JudgeConfig, base_url: str | None = None) -> Any:
             api_version=version or DEFAULT_AZURE_API_VERSION,
             **common,
         )
-    key = os.environ.get("OPENAI_API_KEY")
-    if config.kind == "openai":
-        if not key:
-            raise JudgeError("the openai judge needs OPENAI_API_KEY in the environment")
-        return openai.OpenAI(api_key=key, base_url=url, **common)
-    if not url:
+    if config.kind != "openai" and not url:
         raise JudgeError(f"a {config.kind} judge needs a base_url")
-    return openai.OpenAI(api_key=key or LOCAL_API_KEY, base_url=url, **common)
+    return openai.OpenAI(api_key=key, base_url=url, **common)
 
 
 class Judge:
@@ -168,9 +182,7 @@ class Judge:
         return self.score_many([item])[0]
 
     def _key(self, item: JudgeItem) -> str:
-        return cache_key(
-            self.identity, self.rubric.hash, item.question, item.reference, item.answer
-        )
+        return cache_key(self.identity, self.rubric.hash, item.question, item.reference, item.answer)
 
     def _score_pending(self, pending: dict[str, JudgeItem]) -> dict[str, JudgeScore]:
         if not pending:
@@ -178,9 +190,7 @@ class Judge:
         workers = min(self.config.concurrency, len(pending))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge")
         try:
-            futures = {
-                key: pool.submit(self._score_one, key, item) for key, item in pending.items()
-            }
+            futures = {key: pool.submit(self._score_one, key, item) for key, item in pending.items()}
             results = {key: future.result() for key, future in futures.items()}
         except BaseException:
             # Ctrl-C: drop queued work instead of waiting for every remaining call.
@@ -204,8 +214,13 @@ class Judge:
         return self._local.client
 
     def _judge(self, item: JudgeItem, client: Any) -> JudgeScore:
-        """Up to 1 + max_retries attempts for replies without usable scores."""
+        """Up to 1 + max_retries attempts for replies without usable scores.
+
+        Whatever a reply holds, the result is a score or a missing one: an exception here would
+        fail the whole trial for one answer the judge could not read.
+        """
         import openai
+        import pydantic
 
         messages = self.rubric.messages(item.question, item.reference, item.answer)
         error = "unparsable"
@@ -215,6 +230,8 @@ class Judge:
                 return self._read(choice)
             except ParseError as failure:
                 error = failure.kind
+            except (openai.APIResponseValidationError, pydantic.ValidationError, json.JSONDecodeError):
+                error = "malformed"  # a reply the SDK (or a validating layer) could not read
             except openai.APITimeoutError:
                 return self._missing("timeout")  # the SDK already retried
             except openai.APIConnectionError:
@@ -231,7 +248,7 @@ class Judge:
             request = self._request(messages, retry=retry)
             self.counters.add("calls")
             try:
-                return client.chat.completions.create(**request).choices[0]
+                return first_choice(client.chat.completions.create(**request))
             except openai.BadRequestError as failure:
                 if not self._downgrade(str(failure.message).lower()):
                     raise
@@ -261,18 +278,13 @@ class Judge:
         return True
 
     def _read(self, choice: Any) -> JudgeScore:
-        message = choice.message
-        if getattr(message, "refusal", None):
-            raise ParseError("refusal", str(message.refusal))
-        text = message.content or ""
+        text = message_text(choice)
         rubric = self.rubric
         keys = rubric.keys
         scores, reasons = parse_reply(text, keys, rubric.scale_min, rubric.scale_max)
         values: dict[str, float] = {k: float(v) for k, v in scores.items()}
         tokens = tokens_from_choice(choice) if self.use_logprobs else []
-        values.update(
-            weighted_scores(tokens, (*keys, "overall"), rubric.scale_min, rubric.scale_max)
-        )
+        values.update(weighted_scores(tokens, (*keys, "overall"), rubric.scale_min, rubric.scale_max))
         criteria: dict[str, float | None] = {k: rubric.to_percent(values[k]) for k in keys}
         if "overall" in values:
             overall = rubric.to_percent(values["overall"])
@@ -287,9 +299,7 @@ class Judge:
 def _response_format(config: JudgeConfig, rubric: Rubric) -> dict[str, Any] | None:
     mode = config.structured_output
     if mode == "auto":
-        mode = {"openai": "json_schema", "azure_openai": "json_schema"}.get(
-            config.kind, "json_object"
-        )
+        mode = {"openai": "json_schema", "azure_openai": "json_schema"}.get(config.kind, "json_object")
     if mode == "none":
         return None
     schema = score_schema(rubric)

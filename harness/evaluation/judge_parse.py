@@ -80,9 +80,7 @@ def looks_like_refusal(text: str) -> bool:
     return bool(_REFUSAL.search(text))
 
 
-def weighted_scores(
-    tokens: Sequence[TokenLogprobs], keys: Sequence[str], low: int, high: int
-) -> dict[str, float]:
+def weighted_scores(tokens: Sequence[TokenLogprobs], keys: Sequence[str], low: int, high: int) -> dict[str, float]:
     """Probability-weighted scores for the keys whose score is a single, locatable token."""
     text, starts = "", []
     for token in tokens:
@@ -102,16 +100,60 @@ def weighted_scores(
     return weighted
 
 
+def first_choice(response: Any) -> Any:
+    """The reply's first choice; ParseError("malformed") when it has none, or one without a message.
+
+    Servers that speak the protocol loosely send empty or null ``choices`` (content filters,
+    overload) and the SDK does not validate replies by default: a missing score, not a crash.
+    """
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        raise ParseError("malformed", f"no choices in the reply: {str(response)[:200]!r}")
+    choice = choices[0]
+    if getattr(choice, "message", None) is None:
+        raise ParseError("malformed", "the first choice has no message")
+    return choice
+
+
+def message_text(choice: Any) -> str:
+    """The reply's text; ParseError for a refusal or for content that is not text."""
+    message = choice.message
+    refusal = getattr(message, "refusal", None)
+    if refusal:
+        raise ParseError("refusal", str(refusal))
+    content = getattr(message, "content", None)
+    if not isinstance(content, str):
+        raise ParseError("malformed", f"message content is {type(content).__name__}, not text")
+    return content
+
+
 def tokens_from_choice(choice: Any) -> list[TokenLogprobs]:
-    """The OpenAI ``choice.logprobs.content`` list as TokenLogprobs (empty when absent)."""
-    content = getattr(getattr(choice, "logprobs", None), "content", None) or []
-    return [
-        TokenLogprobs(
-            token=entry.token,
-            top=tuple((t.token, float(t.logprob)) for t in (entry.top_logprobs or [])),
-        )
-        for entry in content
-    ]
+    """The OpenAI ``choice.logprobs.content`` list as TokenLogprobs.
+
+    Empty when absent or malformed (a token that is not text would shift every later offset): the
+    sampled integers then count, as without logprobs. Malformed alternatives are skipped.
+    """
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not isinstance(content, list):
+        return []
+    tokens = []
+    for entry in content:
+        token = getattr(entry, "token", None)
+        if not isinstance(token, str):
+            return []
+        tokens.append(TokenLogprobs(token=token, top=_alternatives(getattr(entry, "top_logprobs", None))))
+    return tokens
+
+
+def _alternatives(top: Any) -> tuple[tuple[str, float], ...]:
+    if not isinstance(top, list):
+        return ()
+    pairs = ((getattr(t, "token", None), getattr(t, "logprob", None)) for t in top)
+    return tuple(
+        (token, float(logprob))
+        for token, logprob in pairs
+        if isinstance(token, str) and isinstance(logprob, int | float) and not isinstance(logprob, bool)
+    )
 
 
 def _expectation(top: Sequence[tuple[str, float]], low: int, high: int) -> float | None:

@@ -311,6 +311,19 @@ def _paired_interval(
     return interval, ""
 
 
+def _candidate(config: StudyConfig, client: Any, run_id: str, force: bool) -> Scores:
+    """The candidate run's scores; RegistryError, before anything is written, when it cannot be one."""
+    run = client.get_run(run_id)
+    # A FAILED, KILLED or still RUNNING trial's metrics and weights may be partial: never promoted,
+    # --force included (force skips the comparison, not the evidence that training ended).
+    if run.info.status != "FINISHED":
+        raise RegistryError(f"run {run_id} is {run.info.status}, not FINISHED: only a finished run can be promoted")
+    candidate = Scores.of_run(run, config.objective)
+    if not candidate.values and not force:
+        raise RegistryError(f"run {run_id} has no value for the objective {config.objective.names}; use --force")
+    return candidate
+
+
 def promote(
     config: StudyConfig,
     run_id: str | None = None,
@@ -327,9 +340,7 @@ def promote(
     run_id = run_id or best_run_id(config)
     if run_id is None:
         raise RegistryError(f"study {config.study_name!r} has no complete trial to promote")
-    candidate = Scores.of_run(client.get_run(run_id), config.objective)
-    if not candidate.values and not force:
-        raise RegistryError(f"run {run_id} has no value for the objective {config.objective.names}; use --force")
+    candidate = _candidate(config, client, run_id, force)
     old = alias_version(client, name, alias)
     result = PromotionResult(name, alias, run_id, candidate, str(old.version) if old else None, dry_run=dry_run)
     if old is not None and old.run_id == run_id:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from harness.settings.base import Frozen
 
@@ -16,6 +17,10 @@ DETERMINISTIC: tuple[str, ...] = ("embedding", "rouge_l", "structure", "detail")
 # Per-example columns a split table carries, besides the judge's.
 COMPOSITE = "consistency"
 StructuredOutput = Literal["auto", "json_schema", "json_object", "none"]
+# The key each endpoint kind reads when api_key_env is not given; a custom base_url and the local
+# llama.cpp servers get none, so a provider's key never travels to a server it does not belong to.
+DEFAULT_KEY_ENV: dict[str, str] = {"openai": "OPENAI_API_KEY", "azure_openai": "AZURE_OPENAI_API_KEY"}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class JudgeConfig(Frozen):
@@ -26,6 +31,10 @@ class JudgeConfig(Frozen):
     model: str = "smollm2"
     base_url: str | None = None
     api_version: str | None = None
+    # The name (never the value) of the environment variable holding this endpoint's key. None:
+    # OPENAI_API_KEY for openai, AZURE_OPENAI_API_KEY for azure_openai, no key for base_url (a
+    # placeholder is sent); llama_cpp never sends one. See ``key_env``.
+    api_key_env: str | None = None
     # None: the packaged consistency rubric; or a path to your own copy, e.g.
     # evals/consistency_rubric.yaml (relative to the working directory).
     rubric: Path | None = None
@@ -52,6 +61,27 @@ class JudgeConfig(Frozen):
     # Below this pairwise accuracy (overall) a judge may not be in the objective.
     min_check_accuracy: float = Field(default=0.8, ge=0.0, le=1.0)
     allow_weak: bool = False
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        # The message leaves the value out: what was pasted here may be the key itself.
+        if value is not None and not _ENV_NAME.fullmatch(value):
+            raise ValueError("must name an environment variable (letters, digits, _), not hold a key")
+        return value
+
+    @model_validator(mode="after")
+    def _no_key_for_llama_cpp(self) -> JudgeConfig:
+        if self.kind == "llama_cpp" and self.api_key_env is not None:
+            raise ValueError("a llama_cpp judge never sends a key; use kind base_url for a server that needs one")
+        return self
+
+    @property
+    def key_env(self) -> str | None:
+        """The environment variable whose value is sent as the key; None: send no real key."""
+        if self.kind == "llama_cpp":
+            return None
+        return self.api_key_env or DEFAULT_KEY_ENV.get(self.kind)
 
 
 def _default_weights() -> dict[str, float]:

@@ -21,6 +21,8 @@ class Reply:
     delay_s: float = 0.0
     status: int = 200
     logprobs: bool = True
+    # Sent as the whole body instead of a well-formed completion: a dict as JSON, a str verbatim.
+    raw: dict[str, Any] | str | None = None
 
 
 @dataclass
@@ -85,8 +87,10 @@ def _handler(state: FakeState) -> type[BaseHTTPRequestHandler]:
             try:
                 reply = state.reply(body) if callable(state.reply) else state.reply
                 time.sleep(reply.delay_s)
-                payload: dict[str, Any] = completion(reply, bool(body.get("logprobs")))
-                if reply.status != 200:
+                payload: dict[str, Any] | str = completion(reply, bool(body.get("logprobs")))
+                if reply.raw is not None:
+                    payload = reply.raw
+                elif reply.status != 200:
                     payload = {"error": {"message": reply.content, "type": "invalid_request"}}
                 self._send(reply.status, payload)
             except (BrokenPipeError, ConnectionResetError):
@@ -95,8 +99,8 @@ def _handler(state: FakeState) -> type[BaseHTTPRequestHandler]:
                 with state.lock:
                     state.active -= 1
 
-        def _send(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
+        def _send(self, status: int, payload: dict[str, Any] | str) -> None:
+            data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from harness.evaluation.judge import Judge, JudgeError, JudgeItem, make_client
 from harness.evaluation.judge_cache import JudgeCache
 from harness.evaluation.rubric import load_rubric
 from harness.settings.evaluation import JudgeConfig
-from tests.evaluation.fake_server import FakeState, Reply, fake_server
+from tests.evaluation.fake_server import FakeState, Reply, completion, fake_server
 
 RUBRIC = Path(__file__).resolve().parents[2] / "evals" / "consistency_rubric.yaml"
 ITEMS = [JudgeItem(f"question {i}?", f"reference {i}.", f"answer {i}.") for i in range(6)]
@@ -178,6 +179,12 @@ def test_params_and_clients_never_carry_keys(monkeypatch: pytest.MonkeyPatch) ->
         assert "secret" not in repr(judge.config)
     azure = make_client(JudgeConfig(kind="azure_openai", model="d", rubric=RUBRIC), None)
     assert type(azure).__name__ == "AzureOpenAI"
+    # A named key: params and the config the parent run logs (config.json) carry its name only.
+    monkeypatch.setenv("GATEWAY_KEY", "gw-secret-789")
+    gateway = JudgeConfig(kind="base_url", model="m", base_url="http://127.0.0.1:1/v1", api_key_env="GATEWAY_KEY")
+    assert make_client(gateway).api_key == "gw-secret-789"
+    assert not any("secret" in v for v in Judge(gateway, make_client(gateway), rubric).params().values())
+    assert "secret" not in gateway.model_dump_json()
 
 
 def test_missing_keys_fail_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -206,3 +213,130 @@ def test_openai_kind_asks_for_a_strict_schema() -> None:
         "overall",
         "reasons",
     }
+
+
+# Replies of an unexpected shape: each is a missing score (retried first), never an exception that
+# would fail the whole trial. Each mutates an otherwise good completion.
+MALFORMED: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "empty choices": lambda body: body.update(choices=[]),
+    "null choices": lambda body: body.update(choices=None),
+    "no choices": lambda body: body.pop("choices"),
+    "choices not a list": lambda body: body.update(choices="oops"),
+    "null message": lambda body: body["choices"][0].update(message=None),
+    "null content": lambda body: body["choices"][0]["message"].update(content=None),
+    "content not text": lambda body: body["choices"][0]["message"].update(content=[{"type": "text", "text": "7"}]),
+}
+
+
+def malformed(change: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    body = completion(Reply(), want_logprobs=True)
+    change(body)
+    return body
+
+
+@pytest.mark.parametrize("shape", sorted(MALFORMED))
+def test_a_reply_of_an_unexpected_shape_is_missing(base_url: str, state: FakeState, shape: str) -> None:
+    state.reply = Reply(raw=malformed(MALFORMED[shape]))
+    judge = judge_for(base_url, max_retries=1)
+    score = judge.score(ITEMS[0])
+    assert score.overall is None and set(score.criteria.values()) == {None}
+    assert score.error == "malformed"
+    assert (judge.calls, judge.missing) == (2, 1)  # retried once, like an unparsable reply
+
+
+def test_a_body_that_is_not_json_is_missing(base_url: str, state: FakeState) -> None:
+    state.reply = Reply(raw="<html><body>502 Bad Gateway</body></html>")
+    judge = judge_for(base_url, max_retries=0)
+    score = judge.score(ITEMS[0])
+    assert score.overall is None and score.error == "malformed"
+    assert judge.missing == 1
+
+
+def test_one_malformed_reply_leaves_the_others_scored(base_url: str, state: FakeState) -> None:
+    bad = malformed(MALFORMED["empty choices"])
+    state.reply = lambda body: Reply(raw=bad) if "question 1?" in body["messages"][1]["content"] else Reply()
+    judge = judge_for(base_url, max_retries=0)
+    scores = judge.score_many(ITEMS[:3])
+    assert [s.overall is None for s in scores] == [False, True, False]
+    assert judge.missing == 1
+
+
+def test_a_reply_failing_validation_is_missing(base_url: str, state: FakeState) -> None:
+    import openai
+
+    # A strictly validating client turns a bad shape into APIResponseValidationError.
+    state.reply = Reply(raw=malformed(MALFORMED["choices not a list"]))
+    config = JudgeConfig(kind="base_url", model="fake", rubric=RUBRIC, max_retries=0)
+    client = openai.OpenAI(api_key="x", base_url=base_url, max_retries=0, _strict_response_validation=True)
+    judge = Judge(config, client, load_rubric(RUBRIC))
+    score = judge.score(ITEMS[0])
+    assert score.overall is None and score.error == "malformed" and judge.missing == 1
+
+
+class _Raising:
+    """A client whose every completion raises ``error`` (what a validating SDK layer may raise)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+        self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
+
+    def _create(self, **request: Any) -> Any:
+        raise self.error
+
+
+def test_a_pydantic_validation_error_is_missing() -> None:
+    import pydantic
+
+    try:
+        pydantic.TypeAdapter(int).validate_python("seven")
+    except pydantic.ValidationError as failure:
+        error = failure
+    config = JudgeConfig(kind="base_url", model="fake", rubric=RUBRIC, max_retries=1)
+    judge = Judge(config, _Raising(error), load_rubric(RUBRIC))
+    score = judge.score(ITEMS[0])
+    assert score.overall is None and score.error == "malformed"
+    assert (judge.calls, judge.missing) == (2, 1)
+
+
+def test_server_errors_after_the_sdk_retries_are_missing(base_url: str, state: FakeState) -> None:
+    state.reply = Reply("overloaded", status=503)
+    judge = judge_for(base_url, max_retries=1)
+    scores = judge.score_many(ITEMS[:2])
+    assert [s.error for s in scores] == ["http 503", "http 503"]
+    assert judge.missing == 2
+    assert len(state.requests) == 4  # the SDK retried each once
+
+
+def test_a_bad_request_not_about_options_is_missing(base_url: str, state: FakeState) -> None:
+    state.reply = Reply("messages: invalid role 'reviewer'", status=400)
+    judge = judge_for(base_url)
+    scores = judge.score_many(ITEMS[:2])
+    assert [s.error for s in scores] == ["http 400", "http 400"] and judge.missing == 2
+    assert judge.use_logprobs and judge.response_format is not None  # nothing was dropped
+
+
+# Logprobs that are absent or malformed: the sampled integer counts (as documented in
+# judge_parse), and nothing raises. structure 7 on the 1-9 scale -> 75.
+BROKEN_LOGPROBS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "null logprobs": lambda choice: choice.update(logprobs=None),
+    "null content": lambda choice: choice.update(logprobs={"content": None}),
+    "content not a list": lambda choice: choice.update(logprobs={"content": "7"}),
+    "null token": lambda choice: [e.update(token=None) for e in choice["logprobs"]["content"]],
+    "null logprob": lambda choice: [
+        t.update(logprob=None) for e in choice["logprobs"]["content"] for t in e["top_logprobs"]
+    ],
+    "null top token": lambda choice: [
+        t.update(token=None) for e in choice["logprobs"]["content"] for t in e["top_logprobs"]
+    ],
+    "null top list": lambda choice: [e.update(top_logprobs=None) for e in choice["logprobs"]["content"]],
+}
+
+
+@pytest.mark.parametrize("shape", sorted(BROKEN_LOGPROBS))
+def test_broken_logprobs_fall_back_to_the_sampled_integer(base_url: str, state: FakeState, shape: str) -> None:
+    state.reply = Reply(raw=malformed(lambda body: BROKEN_LOGPROBS[shape](body["choices"][0])))
+    judge = judge_for(base_url)
+    score = judge.score(ITEMS[0])
+    assert score.error is None and judge.missing == 0
+    assert score.criteria["structure"] == pytest.approx(75.0)
+    assert score.overall == pytest.approx(75.0)

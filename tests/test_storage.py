@@ -1,0 +1,75 @@
+"""Optuna storages by URL, against a real PostgreSQL: a fresh database per test, dropped after.
+
+The server is read from HARNESS_TEST_POSTGRES_URL (default: this project's machines, user postgres
+with trust authentication on 127.0.0.1:5432). An unreachable server skips, except under CI=true,
+where it is a failure: CI must not pass by testing nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import optuna
+import pytest
+
+from harness.storage import load_study, make_storage
+
+POSTGRES_URL = os.environ.get("HARNESS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """The URL of a new, empty database; dropped (with any connection left open) at teardown."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    server = make_url(POSTGRES_URL)
+    libpq = server.set(drivername="postgresql").render_as_string(hide_password=False)  # no "+driver"
+    try:
+        # autocommit: CREATE/DROP DATABASE cannot run inside a transaction.
+        admin = psycopg.connect(libpq, connect_timeout=5, autocommit=True)
+    except psycopg.OperationalError as exc:
+        reason = f"PostgreSQL not reachable at {server.render_as_string()}: {' '.join(str(exc).split())}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    name = f"harness_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield server.set(database=name).render_as_string(hide_password=False)
+        finally:
+            # FORCE: the storage's connection pool may still hold connections to it.
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def study_names(url: str) -> list[str]:
+    """Read straight from the database, not through Optuna: the study really lives there."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(libpq) as connection:
+        return [row[0] for row in connection.execute("SELECT study_name FROM studies ORDER BY study_name")]
+
+
+def test_a_study_on_postgresql_is_created_and_read_back(postgres_url: str) -> None:
+    storage = make_storage(postgres_url)
+    assert isinstance(storage, optuna.storages.RDBStorage)
+    study = optuna.create_study(study_name="pg-study", storage=storage, direction="minimize")
+    study.set_user_attr("harness.note", "written by the test")
+    study.optimize(lambda trial: (trial.suggest_float("x", -1.0, 1.0) - 0.25) ** 2, n_trials=3)
+
+    again = load_study("pg-study", postgres_url)  # a new storage: a new engine and connections
+    assert again.user_attrs == {"harness.note": "written by the test"}
+    assert [t.state for t in again.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert [t.params for t in again.trials] == [t.params for t in study.trials]
+    assert again.best_value == pytest.approx(min(t.value for t in study.trials))
+    assert study_names(postgres_url) == ["pg-study"]
+
+
+def test_an_unknown_study_on_postgresql_is_a_key_error(postgres_url: str) -> None:
+    with pytest.raises(KeyError):
+        load_study("never-created", postgres_url)
