@@ -63,7 +63,8 @@ def params(args: argparse.Namespace) -> TrialParams:
 
 def through_harness(backend: LocalBackend, trial: TrialParams) -> float:
     logged: dict[str, float] = {}
-    ctx = TrialContext(number=0, log_metrics=lambda m, step: logged.update(m), report=lambda v, s: None)
+    # One fixed work dir, overwritten by every measurement (a real trial gets its run id's).
+    ctx = TrialContext(number=0, log_metrics=lambda m, step: logged.update(m), report=lambda v, s: None, run_id="bench")
     result = backend.train(trial, ctx)
     result.release()
     return logged["train_runtime_s"]

@@ -23,6 +23,8 @@ from harness.settings.base import Frozen
 from harness.settings.evaluation import EvaluationConfig
 from harness.settings.openai import OpenAIConfig
 from harness.settings.search import LocalSearchSpace, ParamSpec, Range, RemoteSearchSpace, SearchSpace
+from harness.settings.training import TrainingConfig
+from harness.settings.workers import WorkersConfig
 
 # Re-exported: the search-space types are part of the config's public surface.
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "RemoteStudyConfig",
     "SearchSpace",
     "StudyConfig",
+    "TrainingConfig",
     "load_config",
     "parse_study",
 ]
@@ -52,22 +55,6 @@ class DataConfig(Frozen):
         if self.validation_file is not None and self.validation_split is not None:
             raise ValueError("give validation_file or validation_split, not both")
         return self
-
-
-class TrainingConfig(Frozen):
-    base_learning_rate: dict[Literal["lora", "full"], float] = Field(
-        default_factory=lambda: {"lora": 2e-4, "full": 2e-5}
-    )
-    max_micro_batch_size: int = Field(default=4, ge=1)
-    eval_steps: int = Field(default=5, ge=1)
-    logging_steps: int = Field(default=1, ge=1)
-    save_strategy: Literal["no", "epoch", "steps"] = "epoch"
-    save_steps: int = Field(default=50, ge=1)
-    save_total_limit: int = Field(default=1, ge=1)
-    work_dir: Path = Path("~/.cache/harness/work")
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    group_by_length: bool = True
-    seed: int = 0
 
 
 Direction = Literal["minimize", "maximize"]
@@ -189,6 +176,7 @@ class _StudyBase(Frozen):
     storage: str = "sqlite:///mlruns/optuna.db"
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+    workers: WorkersConfig = Field(default_factory=WorkersConfig)
 
     # Subclasses say what they accept.
     METHODS: ClassVar[tuple[str, ...]] = ()

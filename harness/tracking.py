@@ -23,6 +23,7 @@ TAG_STUDY = "harness.study"
 TAG_TRIAL = "harness.trial_number"
 TAG_STATE = "harness.trial_state"
 TAG_MODEL_DIR = "harness.model_dir"  # where a trial's local weights are
+TAG_WEIGHTS = "harness.weights_artifact"  # the run's artifact path holding a copy of those weights
 TAG_REMOTE_MODEL = "harness.remote_model"  # a remote fine-tuned model id
 TAG_EVAL_DIGEST = "harness.eval_digest"  # same digest: scores comparable
 TAG_DATASET = "harness.dataset_digest"
@@ -34,6 +35,8 @@ TAG_RUN_ID = "harness.run_id"
 TAG_KIND = "harness.model_kind"
 TAG_PROMOTION = "harness.promotion"
 TAG_PROMOTION_INTERVAL = "harness.promotion_interval"  # JSON: the paired interval that decided
+# Registered model tag: "<owner uuid>:<unix expiry>" while a promotion holds its lock.
+TAG_PROMOTION_LOCK = "harness.promotion_lock"
 _BATCH_METRICS = 1000
 _BATCH_PARAMS = 100
 _BATCH_TAGS = 100
@@ -87,11 +90,16 @@ class Tracker:
         found = self.find_runs(f"tags.`{TAG_ROLE}` = '{PARENT_ROLE}'", max_results=1)
         if found:
             run_id = found[0].info.run_id
-            self.client.update_run(run_id, status="RUNNING")
+            self.reopen(run_id)
         else:
             all_tags = {TAG_ROLE: PARENT_ROLE, TAG_STUDY: study_name, **tags}
             run_id = self.client.create_run(self.experiment_id, tags=all_tags, run_name=study_name).info.run_id
         return run_id
+
+    def reopen(self, run_id: str) -> None:
+        """Mark a run RUNNING again (a parent run that another worker ended while this one works)."""
+        if self.status(run_id) != "RUNNING":
+            self.client.update_run(run_id, status="RUNNING")
 
     def child_run(self, parent_id: str, name: str, tags: Mapping[str, str]) -> str:
         """A nested run: the UI nests it under its parent through mlflow.parentRunId."""
@@ -122,6 +130,9 @@ class Tracker:
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
+
+    def log_artifacts(self, run_id: str, local_dir: Path, artifact_path: str) -> None:
+        self.client.log_artifacts(run_id, str(local_dir), artifact_path)
 
     def log_figure(self, run_id: str, figure: Any, artifact_file: str) -> None:
         self.client.log_figure(run_id, figure, artifact_file)

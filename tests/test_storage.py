@@ -7,42 +7,10 @@ where it is a failure: CI must not pass by testing nothing.
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
-
 import optuna
 import pytest
 
 from harness.storage import load_study, make_storage
-
-POSTGRES_URL = os.environ.get("HARNESS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """The URL of a new, empty database; dropped (with any connection left open) at teardown."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    server = make_url(POSTGRES_URL)
-    libpq = server.set(drivername="postgresql").render_as_string(hide_password=False)  # no "+driver"
-    try:
-        # autocommit: CREATE/DROP DATABASE cannot run inside a transaction.
-        admin = psycopg.connect(libpq, connect_timeout=5, autocommit=True)
-    except psycopg.OperationalError as exc:
-        reason = f"PostgreSQL not reachable at {server.render_as_string()}: {' '.join(str(exc).split())}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    name = f"harness_test_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield server.set(database=name).render_as_string(hide_password=False)
-        finally:
-            # FORCE: the storage's connection pool may still hold connections to it.
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def study_names(url: str) -> list[str]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,8 @@ from optuna.trial import TrialState
 from harness.backends.base import TrainResult, TrialContext
 from harness.config import StudyConfig, parse_study
 from harness.search_space import TrialParams
-from harness.storage import ATTR_HOST, ATTR_PID, ATTR_RUN_ID
-from harness.study.storage import reconcile
+from harness.storage import ATTR_RUN_ID
+from harness.study.storage import open_study, recover, trials_done
 from harness.study.trial import TrialRunner
 from harness.tracking import Tracker
 
@@ -88,38 +90,74 @@ def test_ctrl_c_leaves_no_run_running(tmp_path: Path) -> None:
     assert run.info.status == "KILLED"
 
 
-def test_reconcile_fails_a_dead_process_trial_and_requeues_it(tmp_path: Path) -> None:
-    cfg = config(tmp_path)
+DEAD_WORKER = """
+import os, sys
+import optuna
+storage = optuna.storages.RDBStorage(sys.argv[1], heartbeat_interval=1, grace_period=2)
+study = optuna.load_study(study_name="s", storage=storage)
+
+def objective(trial):
+    trial.suggest_int("epochs", 1, 3)
+    trial.set_user_attr("mlflow_run_id", sys.argv[2])
+    trial.set_user_attr("resume.job", "ftjob-1")
+    os._exit(0)  # dies mid-trial: no state written, heartbeats stop
+
+study.optimize(objective, n_trials=1)
+"""
+
+
+def test_a_dead_workers_trial_is_failed_closed_and_retried_once(tmp_path: Path) -> None:
+    cfg = parse_study(
+        {
+            "study_name": "s",
+            "data": {"train_file": "x.jsonl"},
+            "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/m.db"},
+            "storage": f"sqlite:///{tmp_path}/o.db",
+            "workers": {"heartbeat_interval_s": 1, "grace_period_s": 2},
+        }
+    )
     tracker = Tracker(cfg.mlflow.tracking_uri, "s")
     run_id = tracker.child_run(tracker.parent_run("s", {}), "trial-0", {})
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/o.db")
-    study = optuna.create_study(study_name="s", storage=storage)
-    trial = study.ask({"epochs": optuna.distributions.IntDistribution(1, 3)})
-    import socket
-
-    for key, value in {ATTR_RUN_ID: run_id, ATTR_HOST: socket.gethostname(), ATTR_PID: dead.pid, "resume.job": "ftjob-1"}.items():
-        trial.set_user_attr(key, value)
-    assert reconcile(study, tracker) == [trial.number]
-    states = [t.state for t in study.get_trials()]
-    assert states == [TrialState.FAIL, TrialState.WAITING]
-    retry = study.get_trials()[1]
-    assert retry.system_attrs["fixed_params"] == trial.params
-    assert retry.user_attrs["resume.job"] == "ftjob-1"
-    assert MlflowClient(cfg.mlflow.tracking_uri).get_run(run_id).info.status == "FAILED"
-    assert reconcile(study, tracker) == []  # requeued once, not on every start
+    study = open_study(cfg, tracker)
+    subprocess.run([sys.executable, "-c", DEAD_WORKER, cfg.storage, run_id], check=True, timeout=120)
+    assert [t.state for t in study.get_trials()] == [TrialState.RUNNING]
+    assert recover(study) == []  # within the grace period the worker may still be alive
+    time.sleep(3)
+    assert recover(study) == [0]
+    dead, retry = study.get_trials()
+    assert (dead.state, retry.state) == (TrialState.FAIL, TrialState.WAITING)
+    assert retry.params == dead.params
+    assert retry.user_attrs["resume.job"] == "ftjob-1"  # a remote job is reattached, not paid twice
+    run = MlflowClient(cfg.mlflow.tracking_uri).get_run(run_id)
+    assert run.info.status == "FAILED" and "heartbeats" in run.data.tags["harness.error"]
+    assert recover(study) == []  # retried once, not on every start
+    assert trials_done(study) == 0  # the retry will count, the dead trial does not
 
 
-def test_live_trials_are_left_alone(tmp_path: Path) -> None:
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/o.db")
-    study = optuna.create_study(study_name="s", storage=storage)
-    trial = study.ask()
-    import os
-    import socket
+class StubEvaluator:
+    def __init__(self) -> None:
+        self.digest = "d1"
+        self.splits: dict[str, list[Any]] = {"heldout": []}
+        self.last_rows: dict[str, Any] = {}
 
-    trial.set_user_attr(ATTR_HOST, socket.gethostname())
-    trial.set_user_attr(ATTR_PID, os.getppid())
+    def evaluate(self, answerer: Any, run_id: str) -> dict[str, float]:
+        return {"consistency/heldout/consistency": 0.5}
+
+
+class StubBackend:
+    def base_answerer(self) -> Any:
+        return None
+
+
+def test_a_baseline_left_running_by_a_dead_worker_is_closed_and_done_again(tmp_path: Path) -> None:
+    from harness.study.loop import ensure_baseline
+
     tracker = Tracker(f"sqlite:///{tmp_path}/m.db", "s")
-    assert reconcile(study, tracker) == []
-    assert study.get_trials()[0].state == TrialState.RUNNING
+    parent = tracker.parent_run("s", {})
+    dead = tracker.child_run(parent, "baseline", {"harness.role": "baseline", "harness.eval_digest": "d1"})
+    ensure_baseline(StubBackend(), StubEvaluator(), tracker, parent, {})
+    client = MlflowClient(f"sqlite:///{tmp_path}/m.db")
+    assert client.get_run(dead).info.status == "FAILED"
+    assert "died" in client.get_run(dead).data.tags["harness.error"]
+    baselines = tracker.find_runs("tags.`harness.role` = 'baseline' and attributes.status = 'FINISHED'")
+    assert len(baselines) == 1 and baselines[0].data.metrics["consistency/heldout/consistency"] == 0.5

@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from harness.config import load_config
 from harness.study import run_sweep
+from harness.study.storage import retry_of
 
 pytestmark = pytest.mark.slow
 NO_EVAL = ["evaluation.enabled=false"]
@@ -78,7 +79,8 @@ def test_full_and_lora_trials_leave_the_shared_base_untouched(study_yaml: Path) 
 
 
 def test_sigkill_mid_trial_then_resume(study_yaml: Path, tmp_path: Path) -> None:
-    overrides = [*NO_EVAL, "n_trials=1", "search_space.epochs=200", "search_space.method=lora"]
+    heartbeat = ["workers.heartbeat_interval_s=1", "workers.grace_period_s=3"]
+    overrides = [*NO_EVAL, *heartbeat, "n_trials=1", "search_space.epochs=200", "search_space.method=lora"]
     config = load_config(study_yaml, overrides)
     env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
     process = subprocess.Popen(
@@ -106,13 +108,16 @@ def test_sigkill_mid_trial_then_resume(study_yaml: Path, tmp_path: Path) -> None
     killed_run = study.trials[0].user_attrs["mlflow_run_id"]
     client = MlflowClient(config.mlflow.tracking_uri)
     assert client.get_run(killed_run).info.status == "RUNNING"  # SIGKILL: nothing could run
+    time.sleep(4)  # past the grace period: its heartbeats have stopped
 
-    result = run_sweep(load_config(study_yaml, [*NO_EVAL, "n_trials=1", "search_space.epochs=1", "search_space.method=lora"]))
+    resume = [*NO_EVAL, *heartbeat, "n_trials=1", "search_space.epochs=1", "search_space.method=lora"]
+    result = run_sweep(load_config(study_yaml, resume))
     assert result.reconciled == [0]
     assert client.get_run(killed_run).info.status == "FAILED"
     study = optuna.load_study(study_name="tiny", storage=storage)
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
-    assert study.trials[1].user_attrs["harness.retry_of"] == 0
+    assert retry_of(study.trials[1]) == 0
+    assert client.get_run(result.parent_run_id).info.status == "FINISHED"
 
 
 def test_sweep_scores_every_trial_and_the_baseline(study_yaml: Path, tmp_path: Path) -> None:

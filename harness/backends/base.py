@@ -26,6 +26,8 @@ class TrialContext:
     log_text: Callable[[str, str], None] = lambda text, artifact_file: None
     # Sum of a numeric user attr over the study's other trials (spend so far, for budgets).
     spent: Callable[[str], float] = lambda key: 0.0
+    # The trial's MLflow run id: names its local work directory (one per run, never reused).
+    run_id: str = ""
 
 
 class TrialStopped(Exception):

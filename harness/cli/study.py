@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,52 +26,132 @@ from harness.cli.common import (
 )
 from harness.config import StudyConfig
 
+StudyName = Annotated[str | None, typer.Option(help="override study_name")]
+NTrials = Annotated[int | None, typer.Option(help="total trials the study should reach (all workers together)")]
+Tracking = Annotated[str | None, typer.Option(help="MLflow tracking URI")]
+Storage = Annotated[str | None, typer.Option(help="Optuna storage URL")]
+Overrides = Annotated[list[str] | None, typer.Argument(help="key=value overrides")]
+ConfigPath = Annotated[Path, typer.Argument(metavar="CONFIG", help="study YAML")]
+WeakJudge = Annotated[
+    bool, typer.Option(help="let a judge that fails its check (harness judge-check) into the objective")
+]
+
+
+def _overrides(
+    overrides: list[str] | None,
+    study_name: str | None,
+    n_trials: int | None,
+    tracking_uri: str | None,
+    storage: str | None,
+    allow_weak_judge: bool,
+) -> list[str]:
+    options = (
+        ("study_name", study_name),
+        ("n_trials", n_trials),
+        ("mlflow.tracking_uri", tracking_uri),
+        ("storage", storage),
+    )
+    extra = [f"{key}={json.dumps(value)}" for key, value in options if value is not None]
+    weak = ["evaluation.judge.allow_weak=true"] if allow_weak_judge else []
+    return [*(overrides or []), *weak, *extra]
+
 
 @app.command()
 def sweep(
-    config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="study YAML")],
-    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides")] = None,
-    study_name: Annotated[str | None, typer.Option(help="override study_name")] = None,
-    n_trials: Annotated[int | None, typer.Option(help="total trials the study should reach")] = None,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI")] = None,
-    storage: Annotated[str | None, typer.Option(help="Optuna storage URL")] = None,
+    config_path: ConfigPath,
+    overrides: Overrides = None,
+    study_name: StudyName = None,
+    n_trials: NTrials = None,
+    tracking_uri: Tracking = None,
+    storage: Storage = None,
     dry_run: Annotated[bool, typer.Option(help="validate, estimate and show the first trials; train nothing")] = False,
-    allow_weak_judge: Annotated[
-        bool, typer.Option(help="let a judge that fails its check (harness judge-check) into the objective")
-    ] = False,
+    allow_weak_judge: WeakJudge = False,
+    workers: Annotated[int, typer.Option(min=1, help="worker processes on this machine, all joining the study")] = 1,
 ) -> None:
     """Run (or resume) an Optuna study whose trials fine-tune and log to MLflow."""
-    if allow_weak_judge:
-        overrides = [*(overrides or []), "evaluation.judge.allow_weak=true"]
-    extra = [
-        f"{key}={json.dumps(value)}"
-        for key, value in (
-            ("study_name", study_name),
-            ("n_trials", n_trials),
-            ("mlflow.tracking_uri", tracking_uri),
-            ("storage", storage),
-        )
-        if value is not None
-    ]
-    config = load(config_path, [*(overrides or []), *extra])
+    args = _overrides(overrides, study_name, n_trials, tracking_uri, storage, allow_weak_judge)
+    config = load(config_path, args)
     quiet_libraries()
     if dry_run:
         _dry_run(config)
-        return
+    elif workers > 1:
+        _sweep_with_workers(config_path, args, config, workers)
+    else:
+        _work(config, max_trials=None, show=True)
+
+
+@app.command()
+def worker(
+    config_path: ConfigPath,
+    overrides: Overrides = None,
+    study_name: StudyName = None,
+    n_trials: NTrials = None,
+    tracking_uri: Tracking = None,
+    storage: Storage = None,
+    allow_weak_judge: WeakJudge = False,
+    max_trials: Annotated[int | None, typer.Option(min=1, help="stop after this many trials of this worker")] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bars and no table (workers started by sweep)")] = False,
+) -> None:
+    """Join a study (creating it when first) and run trials until it has n_trials.
+
+    Start as many as you like, on any machine that reaches the study's storage (PostgreSQL for
+    several machines) and MLflow store: setup, the baseline and registration each happen once.
+    """
+    config = load(config_path, _overrides(overrides, study_name, n_trials, tracking_uri, storage, allow_weak_judge))
+    quiet_libraries()
+    _work(config, max_trials=max_trials, show=not quiet)
+
+
+def _work(config: StudyConfig, max_trials: int | None, show: bool) -> None:
     from harness.study import run_sweep
 
     try:
-        with terminate_as_interrupt(), progress_bars() as progress:
-            result = run_sweep(config, progress=progress)
+        with terminate_as_interrupt(), progress_bars() if show else contextlib.nullcontext() as progress:
+            result = run_sweep(config, progress=progress, max_trials=max_trials)
     except setup_errors() as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: runs closed; rerun the same command to resume")
         raise typer.Exit(130) from None
-    if result.reconciled:
-        console.print(f"re-queued trials whose process had died: {result.reconciled}")
-    _print_trials(result.study)
-    console.print(f"MLflow parent run {result.parent_run_id} in {config.mlflow.tracking_uri}")
+    if result.reconciled and show:
+        console.print(f"queued again, from interrupted or dead workers: trials {result.reconciled}")
+    if show:
+        _print_trials(result.study)
+        console.print(f"MLflow parent run {result.parent_run_id} in {config.mlflow.tracking_uri}")
+
+
+def _sweep_with_workers(config_path: Path, args: list[str], config: StudyConfig, n: int) -> None:
+    """N ``harness worker`` processes on this machine, one progress bar for the study."""
+    import optuna
+
+    from harness.storage import make_storage
+    from harness.study.storage import trials_done
+    from harness.study.workers import run_workers
+
+    if "://" in config.storage and not config.storage.startswith(("sqlite:///", "postgresql", "mysql")):
+        raise fail(f"--workers needs a storage every worker opens: a file or a database, not {config.storage}")
+    if config.storage.startswith("sqlite:///") and ":memory:" in config.storage:
+        raise fail("--workers needs a storage every worker opens: not an in-memory SQLite database")
+    argv = [sys.executable, "-m", "harness.cli", "worker", str(config_path), *args, "--quiet"]
+    with terminate_as_interrupt(), progress_bars() as progress:
+        task = progress.add_task(f"{n} workers, study {config.study_name}", total=config.n_trials)
+
+        def watch() -> None:
+            try:
+                study = optuna.load_study(study_name=config.study_name, storage=make_storage(config.storage))
+            except KeyError:
+                return  # not created yet
+            progress.update(task, completed=trials_done(study))
+
+        try:
+            codes = run_workers(argv, n, watch)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]: every worker closed its runs; rerun the same command to resume")
+            raise typer.Exit(130) from None
+    study = optuna.load_study(study_name=config.study_name, storage=make_storage(config.storage))
+    _print_trials(study)
+    if failed := [f"worker {i} exited {code}" for i, code in enumerate(codes) if code]:
+        raise fail("; ".join(failed), code=max(codes))
 
 
 def _dry_run(config: StudyConfig) -> None:
@@ -123,8 +205,6 @@ def _compared_metric(study: Any, rows: list[dict[str, Any]]) -> str | None:
         if name in seen:
             return name
     return None
-
-
 
 
 @app.command()

@@ -93,10 +93,11 @@ def _registered(config: StudyConfig, spec: str, client: Any) -> tuple[Answerer, 
 
 
 def _trial_run(config: StudyConfig, run_id: str, client: Any) -> Answerer:
-    from harness.lifecycle.serving import answerer_for, spec_from_run
+    from harness.lifecycle.serving import answerer_for
+    from harness.lifecycle.weights import trial_model
 
-    model_spec, weights = spec_from_run(client.get_run(run_id), config)
-    answerer = answerer_for(model_spec, weights)
+    with trial_model(client.get_run(run_id), config, client) as (model_spec, weights):
+        answerer = answerer_for(model_spec, weights)  # in memory now: a downloaded copy may go
     return _with_settings(answerer, generation_settings(config))
 
 

@@ -11,7 +11,7 @@ Promotion writes in an order that keeps the registry truthful if it stops half-w
 first (re-evaluating the champion if its scores came from another evaluation), then register and
 tag the candidate, then move ``previous`` to the old champion, and move the promoted alias last.
 If that last move fails, ``previous`` is put back: the champion keeps its alias and nothing claims
-a promotion that did not happen.
+a promotion that did not happen. Concurrent promotions of one model take turns (a lock tag).
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from typing import Any
 from harness.config import ObjectiveConfig, StudyConfig
 from harness.evaluation.paired import PairedDiff
 from harness.evaluation.tables import load_rows, table_path
+from harness.lifecycle.locking import LockTimeout, promotion_lock
 from harness.lifecycle.promotion import decide, per_example, signed_interval
 from harness.lifecycle.selection import Scores, evaluation_only, objective_scores, select_best
-from harness.lifecycle.serving import log_model, spec_from_run, tracking_uri
+from harness.lifecycle.serving import log_model, tracking_uri
+from harness.lifecycle.weights import trial_model
 from harness.storage import ATTR_RUN_ID, make_storage
 from harness.tracking import (
     TAG_DATASET,
@@ -93,7 +95,10 @@ def _ensure_registered_model(client: Any, name: str) -> None:
     try:
         client.get_registered_model(name)
     except MlflowException:
-        client.create_registered_model(name, description="fine-tuned by harness; see version tags for evidence")
+        try:
+            client.create_registered_model(name, description="fine-tuned by harness; see version tags for evidence")
+        except MlflowException:
+            client.get_registered_model(name)  # another process created it meanwhile: fine; else raise
 
 
 def register(config: StudyConfig, run_id: str, client: Any = None) -> Any:
@@ -104,12 +109,13 @@ def register(config: StudyConfig, run_id: str, client: Any = None) -> Any:
     if existing is not None:
         return existing
     run = client.get_run(run_id)
-    spec, weights = spec_from_run(run, config)
-    tags = {**version_tags(run, config.objective), TAG_KIND: spec.kind}
-    study, trial = tags.get(TAG_STUDY, config.study_name), tags.get(TAG_TRIAL, "?")
-    # Both steps read the fluent tracking URI (the registry looks the logged model up through it).
-    with tracking_uri(config.mlflow.tracking_uri):
-        info = log_model(spec, weights, run_id, tags={TAG_RUN_ID: run_id})
+    # The trial's weights: its local work dir, or the copy on its run when that dir is not here.
+    with trial_model(run, config, client) as (spec, weights), tracking_uri(config.mlflow.tracking_uri):
+        tags = {**version_tags(run, config.objective), TAG_KIND: spec.kind}
+        study, trial = tags.get(TAG_STUDY, config.study_name), tags.get(TAG_TRIAL, "?")
+        # Both steps read the fluent tracking URI (the registry looks the logged model up through it);
+        # the model goes into the trial's own experiment, under the study's artifact root.
+        info = log_model(spec, weights, run_id, run.info.experiment_id, tags={TAG_RUN_ID: run_id})
         _ensure_registered_model(client, name)
         return client.create_model_version(
             name,
@@ -334,38 +340,59 @@ def promote(
 ) -> PromotionResult:
     """Promote ``run_id`` (default: the study's best trial) to ``registry_name@alias`` if it beats
     the current holder on the study's objective under the same evaluation; ``force`` skips the
-    comparison, ``dry_run`` writes nothing (not even a re-evaluation run)."""
+    comparison, ``dry_run`` writes nothing (not even a re-evaluation run, nor the lock). Read, compare
+    and move hold the model's promotion lock (:mod:`harness.lifecycle.locking`): concurrent promotions
+    take turns, each comparing with the champion the one before it left."""
     client = client_for(config.mlflow.tracking_uri)
     name = config.registry_name
     run_id = run_id or best_run_id(config)
     if run_id is None:
         raise RegistryError(f"study {config.study_name!r} has no complete trial to promote")
     candidate = _candidate(config, client, run_id, force)
+    if dry_run:
+        return _compare(config, client, run_id, candidate, alias, force, dry_run=True)[0]
+    _ensure_registered_model(client, name)  # the lock is one of its tags
+    try:
+        with promotion_lock(client, name) as lock:
+            result, old = _compare(config, client, run_id, candidate, alias, force, dry_run=False)
+            if result.promoted:
+                if not lock.holds():  # expired under us (a stalled process): another may be moving
+                    raise RegistryError(f"lost the promotion lock of {name} before writing; nothing written")
+                _write(config, client, result, old)
+            return result
+    except LockTimeout as exc:
+        raise RegistryError(str(exc)) from None
+
+
+def _compare(
+    config: StudyConfig, client: Any, run_id: str, candidate: Scores, alias: str, force: bool, dry_run: bool
+) -> tuple[PromotionResult, Any | None]:
+    """Read the alias's holder (returned too) and decide: ``promoted`` says whether the candidate takes it."""
+    name = config.registry_name
     old = alias_version(client, name, alias)
     result = PromotionResult(name, alias, run_id, candidate, str(old.version) if old else None, dry_run=dry_run)
     if old is not None and old.run_id == run_id:
         result.reason = f"run {run_id} is already {name}@{alias} (version {old.version})"
         result.already = True
-        return result
+        return result, old
     if force:
         result.reason = "forced (no comparison)"
     elif old is None:
         result.reason = f"{name} has no {alias!r} yet"
     elif not _judge(config, client, old, result):
-        return result
+        return result, old
     result.promoted = True
-    if dry_run:
-        return result
-    # Register and tag first, move aliases last: a failure before the final move changes no alias.
-    version = str(register(config, run_id, client).version)
+    return result, old
+
+
+def _write(config: StudyConfig, client: Any, result: PromotionResult, old: Any | None) -> None:
+    """Register and tag first, move aliases last: a failure before the final move changes no alias."""
+    name, alias = result.name, result.alias
+    version = str(register(config, result.candidate_run_id, client).version)
     result.candidate_version = version
     client.set_model_version_tag(name, version, TAG_PROMOTION, f"{alias}: {result.reason}"[:5000])
     if result.interval is not None:
-        evidence = {
-            **asdict(result.interval),
-            "min_delta": config.promotion.min_delta,
-            "vs_version": result.champion_version,
-        }
+        evidence = {**asdict(result.interval), "vs_version": result.champion_version}
+        evidence["min_delta"] = config.promotion.min_delta
         client.set_model_version_tag(name, version, TAG_PROMOTION_INTERVAL, json.dumps(evidence))
     result.written = [f"version {version} registered and tagged", *_move_aliases(client, name, alias, version, old)]
-    return result

@@ -62,10 +62,13 @@ class ModelSpec:
         return json.dumps(asdict(self), indent=2)
 
 
-def local_spec(model_dir: Path, base_model: str, system_prompt: str | None = None) -> ModelSpec:
+def weights_kind(model_dir: Path) -> Kind:
     """A peft adapter dir (adapter_config.json) is LoRA; anything else is a full model."""
-    kind: Kind = "lora" if (model_dir / "adapter_config.json").exists() else "full"
-    return ModelSpec(kind=kind, base_model=base_model, system_prompt=system_prompt)
+    return "lora" if (model_dir / "adapter_config.json").exists() else "full"
+
+
+def local_spec(model_dir: Path, base_model: str, system_prompt: str | None = None) -> ModelSpec:
+    return ModelSpec(kind=weights_kind(model_dir), base_model=base_model, system_prompt=system_prompt)
 
 
 def as_messages(item: Any, system_prompt: str | None = None) -> Messages:
@@ -97,34 +100,30 @@ def _rows(model_input: Any) -> list[Any]:
     return list(model_input)
 
 
-def spec_from_run(run: Any, config: StudyConfig) -> tuple[ModelSpec, Path | None]:
-    """How to load the model a trial run left behind: local weights or a remote model id."""
-    from harness.tracking import TAG_MODEL_DIR, TAG_REMOTE_MODEL, TAG_TRIAL
+def remote_spec(run: Any, config: StudyConfig) -> ModelSpec | None:
+    """How to reach the remote fine-tuned model a trial run left behind; None for local weights
+    (see :func:`harness.lifecycle.weights.trial_model`, which finds those on any machine)."""
+    from harness.tracking import TAG_REMOTE_MODEL, TAG_TRIAL
 
     tags = run.data.tags
-    base = tags.get("harness.base_model", config.base_model)
-    if TAG_MODEL_DIR in tags:
-        weights = Path(tags[TAG_MODEL_DIR])
-        return local_spec(weights, base, config.system_prompt), weights
-    if TAG_REMOTE_MODEL in tags:
-        backend = tags.get("harness.backend", config.backend)
-        deployment = None
-        openai = getattr(config, "openai", None)  # a remote study's section
-        if backend == "azure_openai" and openai is not None and openai.azure_deployment:
-            number = int(tags.get(TAG_TRIAL, "0"))
-            job = run.data.params.get("openai_job_id", "")
-            deployment = openai.azure_deployment.format(trial=number, job_id=job, study=config.study_name)
-        spec = ModelSpec(
-            kind="remote",
-            base_model=base,
-            system_prompt=config.system_prompt,
-            backend=backend,
-            remote_model=tags[TAG_REMOTE_MODEL],
-            deployment=deployment,
-            api_version=openai.api_version if openai is not None else None,
-        )
-        return spec, None
-    raise models.ModelError(f"run {run.info.run_id} left no model (no {TAG_MODEL_DIR} or {TAG_REMOTE_MODEL} tag)")
+    if TAG_REMOTE_MODEL not in tags:
+        return None
+    backend = tags.get("harness.backend", config.backend)
+    deployment = None
+    openai = getattr(config, "openai", None)  # a remote study's section
+    if backend == "azure_openai" and openai is not None and openai.azure_deployment:
+        number = int(tags.get(TAG_TRIAL, "0"))
+        job = run.data.params.get("openai_job_id", "")
+        deployment = openai.azure_deployment.format(trial=number, job_id=job, study=config.study_name)
+    return ModelSpec(
+        kind="remote",
+        base_model=tags.get("harness.base_model", config.base_model),
+        system_prompt=config.system_prompt,
+        backend=backend,
+        remote_model=tags[TAG_REMOTE_MODEL],
+        deployment=deployment,
+        api_version=openai.api_version if openai is not None else None,
+    )
 
 
 class LocalAnswerer:
@@ -259,32 +258,47 @@ def requirements() -> list[str]:
 
 
 def log_model(
-    spec: ModelSpec, weights: Path | None, run_id: str, tags: Mapping[str, str] | None = None, name: str = "model"
+    spec: ModelSpec,
+    weights: Path | None,
+    run_id: str,
+    experiment_id: str,
+    tags: Mapping[str, str] | None = None,
+    name: str = "model",
 ) -> Any:
-    """Log a pyfunc model linked to ``run_id`` (the run is not reopened); returns MLflow's ModelInfo.
+    """Log a pyfunc model linked to ``run_id`` (the run is not reopened) in ``experiment_id``, the
+    study's experiment; returns MLflow's ModelInfo.
 
-    Uses the fluent tracking URI: call inside :func:`tracking_uri`.
+    The LoggedModel is created here, in that experiment, because ``Model.log`` would put it in the
+    fluent "active" experiment, which is ``Default`` (id 0) in a process that never set one: its
+    artifacts (full weights: hundreds of MB) would land under ``./mlruns/0`` of the current
+    directory instead of the study's artifact root. Uses the fluent tracking URI: call inside
+    :func:`tracking_uri`.
     """
     from mlflow.models import Model
 
+    if spec.kind != "remote" and (weights is None or not weights.is_dir()):
+        raise models.ModelError(f"the trial's weights are gone: {weights}")
+    client = mlflow.MlflowClient()
+    run_params = client.get_run(run_id).data.params  # what Model.log copies onto a model it creates
+    logged = client.create_logged_model(
+        experiment_id, name=name, source_run_id=run_id, tags=dict(tags or {}), params=dict(run_params)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         spec_file = Path(tmp) / SPEC_FILE
         spec_file.write_text(spec.to_json())
         artifacts = {SPEC_ARTIFACT: str(spec_file)}
-        if spec.kind != "remote":
-            if weights is None or not weights.is_dir():
-                raise models.ModelError(f"the trial's weights are gone: {weights}")
+        if weights is not None and spec.kind != "remote":
             artifacts[WEIGHTS_ARTIFACT] = str(weights)
         return Model.log(
             artifact_path=None,
             name=name,
             flavor=mlflow.pyfunc,
             run_id=run_id,
+            model_id=logged.model_id,
             python_model=ChatModel(),
             artifacts=artifacts,
             signature=signature(),
             pip_requirements=requirements(),
-            tags=dict(tags or {}),
         )
 
 

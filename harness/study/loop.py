@@ -1,4 +1,4 @@
-"""Optuna study construction, resume and reconciliation, and the sweep loop."""
+"""The sweep loop: one worker joins (or creates) the study and runs trials until it is done."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from harness import backends
 from harness.config import ConfigError, StudyConfig
@@ -17,16 +17,17 @@ from harness.evaluation.tables import load_rows
 from harness.evaluation.trial import Evaluator, open_evaluator
 from harness.evaluation.trial import check as check_evaluation
 from harness.lifecycle.registry import register_best
+from harness.lifecycle.retention import apply_retention
 from harness.storage import ATTR_RUN_ID
 from harness.study import report
-from harness.study.storage import open_study, reconcile, trials_done
+from harness.study.coordination import study_lock
+from harness.study.storage import open_study, recover, running_elsewhere, trials_done
 from harness.study.trial import TrialRunner
 from harness.tracking import BASELINE_ROLE, TAG_EVAL_DIGEST, TAG_ROLE, Tracker, flatten
 
 log = logging.getLogger(__name__)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-ATTR_RETRY_OF = "harness.retry_of"
 
 
 @dataclass(frozen=True)
@@ -49,45 +50,87 @@ class WeakJudgeError(ConfigError):
     """The objective reads a judge that ranks controlled variants too poorly to be trusted."""
 
 
-def run_sweep(config: StudyConfig, progress: Any = None) -> SweepResult:
-    """Validate everything, then run the remaining trials; the parent run ends truthfully."""
+def run_sweep(config: StudyConfig, progress: Any = None, max_trials: int | None = None) -> SweepResult:
+    """Validate everything, join (or create) the study and run trials until it has n_trials.
+
+    Any number of workers may run this at once on one study: creating the study, the experiment
+    and the parent run, the baseline and registration each happen once, under the storage's lock.
+    ``max_trials`` caps this worker's own trials. The parent run ends truthfully: RUNNING while any
+    worker still runs a trial, else this worker's outcome.
+    """
     backend = backends.create(config)
     dataset = backend.prepare()  # bad data or model raise here, before any run or trial exists
     train, heldout = evaluation_examples(config)
     check_evaluation(config.evaluation)
-    study = open_study(config)
-    tracker = Tracker(config.mlflow.tracking_uri, config.study_name, config.mlflow.artifact_location)
-    reconciled = reconcile(study, tracker)
     tags = parent_tags(config, dataset)
+    with study_lock(config.storage, f"{config.study_name}:setup"):
+        # Stores are created here (tables, migrations, the experiment): simultaneous first starts race.
+        tracker = Tracker(config.mlflow.tracking_uri, config.study_name, config.mlflow.artifact_location)
+        study = open_study(config, tracker)
+        reconciled = recover(study)
     started_before = _started(study)
     count_tokens = getattr(backend, "count_tokens", None)
     with open_evaluator(config.evaluation, tracker, train, heldout, count_tokens) as evaluator:
         check = judge_gate(config, evaluator, train)  # a weak judge in the objective stops here
-        parent_id = tracker.parent_run(config.study_name, tags)
+        with study_lock(config.storage, f"{config.study_name}:setup"):
+            parent_id = open_parent(config, study, tracker, dataset, tags, check)
         status = "FAILED"
         try:
-            study.set_user_attr(ATTR_RUN_ID, parent_id)
-            _describe_parent(tracker, parent_id, config, dataset)
-            if check is not None:
-                log_judge_check(tracker, parent_id, config, check)
             if evaluator is not None and config.evaluation.baseline:
-                ensure_baseline(backend, evaluator, tracker, parent_id, tags)
+                with study_lock(config.storage, f"{config.study_name}:baseline"):  # others wait for it
+                    ensure_baseline(backend, evaluator, tracker, parent_id, tags)
             runner = TrialRunner(config, backend, tracker, parent_id, tags, progress, evaluator)
-            remaining = max(0, (config.n_trials or 10**9) - trials_done(study))
-            if remaining:
-                _optimize(study, runner, config, remaining, progress)
-            if config.mlflow.register_best:
-                register_best(config, study)
+            if budget := trial_budget(config, study, max_trials):
+                _optimize(study, runner, config, budget, progress)
             status = "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
             raise
         finally:
-            try:
-                report.summarise(study, tracker, parent_id, config.objective)
-            finally:
-                tracker.end(parent_id, status)
+            with study_lock(config.storage, f"{config.study_name}:setup"):
+                close_parent(config, study, tracker, parent_id, status)
     return SweepResult(study, parent_id, _started(study) - started_before, reconciled)
+
+
+def open_parent(
+    config: StudyConfig,
+    study: optuna.Study,
+    tracker: Tracker,
+    dataset: dict[str, Any],
+    tags: dict[str, str],
+    check: CheckResult | None,
+) -> str:
+    """The study's one parent run, reopened by every worker; described once."""
+    parent_id = tracker.parent_run(config.study_name, tags)
+    study.set_user_attr(ATTR_RUN_ID, parent_id)
+    _describe_parent(tracker, parent_id, config, dataset)
+    if check is not None:
+        log_judge_check(tracker, parent_id, config, check)
+    return parent_id
+
+
+def close_parent(config: StudyConfig, study: optuna.Study, tracker: Tracker, parent_id: str, status: str) -> None:
+    """Summarise; the last worker out registers the best model and ends the parent run."""
+    try:
+        report.summarise(study, tracker, parent_id, config.objective)
+        if running_elsewhere(study):
+            return  # another worker is mid-trial: the parent run is still running, truthfully
+        if status == "FINISHED" and config.mlflow.register_best:
+            register_best(config, study)
+        if status == "FINISHED":  # after registration: registered versions keep their weights
+            freed = apply_retention(config, study)
+            tracker.log_metrics(parent_id, {"local_weights_freed_mb": freed / 2**20})
+    finally:
+        if not running_elsewhere(study):
+            tracker.end(parent_id, status)
+
+
+def trial_budget(config: StudyConfig, study: optuna.Study, max_trials: int | None) -> int | None:
+    """How many trials this worker may start: what the study still needs, capped by max_trials."""
+    remaining = None if config.n_trials is None else max(0, config.n_trials - trials_done(study))
+    if max_trials is None:
+        return remaining
+    return max_trials if remaining is None else min(remaining, max_trials)
 
 
 def judge_gate(config: StudyConfig, evaluator: Evaluator | None, train: list[Example]) -> CheckResult | None:
@@ -133,10 +176,22 @@ def _describe_parent(tracker: Tracker, parent_id: str, config: StudyConfig, data
 
 def _optimize(study: optuna.Study, runner: TrialRunner, config: StudyConfig, n_trials: int, progress: Any) -> None:
     timeout = config.timeout_minutes * 60 if config.timeout_minutes else None
-    callbacks = [report.progress_callback(progress, n_trials)] if progress else []
+    callbacks: list[Any] = [report.progress_callback(progress, n_trials)] if progress else []
+    if config.n_trials is not None:
+        callbacks.append(stop_when_done(config.n_trials))
     # Remote jobs train elsewhere, so several can be in flight; local trials share one model.
     n_jobs = min(config.parallel_trials, n_trials)
     study.optimize(runner, n_trials=n_trials, timeout=timeout, catch=(Exception,), callbacks=callbacks, n_jobs=n_jobs)
+
+
+def stop_when_done(n_trials: int) -> Any:
+    """Stop this worker once the study (all workers together) has its n_trials."""
+
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        if trials_done(study) >= n_trials:
+            study.stop()
+
+    return callback
 
 
 def evaluation_examples(config: StudyConfig) -> tuple[list[Example], list[Example]]:
@@ -156,7 +211,8 @@ def ensure_baseline(backend: Any, evaluator: Evaluator, tracker: Tracker, parent
     """Evaluate the untuned base model once per study, as the child run ``baseline``.
 
     A baseline of this evaluation that finished earlier is reused (its rows are what trials are
-    compared with); one that failed, was killed or was measured differently is done again.
+    compared with); one that failed, was killed or was measured differently is done again. Run
+    under the study's baseline lock.
     """
     base_answerer = getattr(backend, "base_answerer", None)
     if base_answerer is None:
@@ -167,6 +223,10 @@ def ensure_baseline(backend: Any, evaluator: Evaluator, tracker: Tracker, parent
         if all(r is not None for r in rows.values()):
             evaluator.baseline_rows = {k: v for k, v in rows.items() if v is not None}
             return
+    # Callers hold the study's baseline lock, so a baseline still RUNNING died with its worker.
+    for dead in tracker.find_runs(f"tags.`{TAG_ROLE}` = '{BASELINE_ROLE}' and attributes.status = 'RUNNING'"):
+        tracker.set_tags(dead.info.run_id, {"harness.error": "its worker died mid-evaluation; done again"})
+        tracker.end(dead.info.run_id, "FAILED")
     run_id = tracker.child_run(parent_id, BASELINE_ROLE, {**tags, TAG_ROLE: BASELINE_ROLE})
     with tracker.closing(run_id):
         metrics = evaluator.evaluate(base_answerer(), run_id)

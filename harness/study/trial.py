@@ -13,9 +13,10 @@ from optuna.trial import TrialState
 
 from harness.backends.base import Backend, TrainResult, TrialContext, TrialStopped
 from harness.config import ObjectiveConfig, StudyConfig
+from harness.lifecycle.weights import best_so_far, keep_weights
 from harness.objective import objective_metrics, objective_value, vs_baseline_summary
 from harness.search_space import suggest
-from harness.storage import ATTR_HOST, ATTR_INTERRUPTED, ATTR_PID, ATTR_RUN_ID, ATTR_VS_BASELINE
+from harness.storage import ATTR_INTERRUPTED, ATTR_RUN_ID, ATTR_VS_BASELINE, ATTR_WORKER
 from harness.tracking import TAG_MODEL_DIR, TAG_REMOTE_MODEL, TAG_STATE, TAG_STUDY, TAG_TRIAL, MetricBuffer, Tracker
 
 # Trial state -> MLflow run status: the run never claims more than the trial achieved.
@@ -84,8 +85,8 @@ class TrialRunner:
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         params = suggest(trial, self.config.search_space, self.config.backend)
         tags = {**self.run_tags, TAG_STUDY: self.config.study_name, TAG_TRIAL: str(trial.number)}
-        trial.set_user_attr(ATTR_HOST, socket.gethostname())
-        trial.set_user_attr(ATTR_PID, os.getpid())
+        trial.set_user_attr(ATTR_WORKER, f"{socket.gethostname()}:{os.getpid()}")  # for people; heartbeats decide
+        self.tracker.reopen(self.parent_run_id)  # a worker that finished earlier may have ended it
         run_id = self.tracker.child_run(self.parent_run_id, f"trial-{trial.number}", tags)
         buffer = MetricBuffer(self.tracker, run_id)
         ctx = TrialContext(
@@ -97,6 +98,7 @@ class TrialRunner:
             progress=self.progress,
             log_text=lambda text, artifact_file: self.tracker.log_text(run_id, text, artifact_file),
             spent=lambda key: _spent(trial, key),
+            run_id=run_id,
         )
         try:
             trial.set_user_attr(ATTR_RUN_ID, run_id)
@@ -112,6 +114,7 @@ class TrialRunner:
             if summary := vs_baseline_summary(metrics):
                 trial.set_user_attr(ATTR_VS_BASELINE, summary)
             buffer.add({**metrics, **objective_metrics(self.config.objective, value)})
+            self._keep_weights(trial, run_id, result, value)
         except optuna.TrialPruned as pruned:
             self._finish(run_id, buffer, TrialState.PRUNED, pruned)
             raise
@@ -129,6 +132,16 @@ class TrialRunner:
             raise
         self._finish(run_id, buffer, TrialState.COMPLETE)
         return value
+
+    def _keep_weights(self, trial: optuna.Trial, run_id: str, result: TrainResult, value: float | list[float]) -> None:
+        """The trial's weights onto its run (harness.lifecycle.weights), so that registration and
+        eval work from any machine; before the trial counts as COMPLETE, so every complete trial has them."""
+        training = getattr(self.config, "training", None)  # local studies only
+        if result.model_dir is None or training is None:
+            return
+        completed = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        best = best_so_far(completed, trial.number, value, self.config.objective)
+        keep_weights(self.tracker, run_id, result.model_dir, training.log_full_weights, best)
 
     def evaluate(self, result: TrainResult, run_id: str) -> dict[str, float]:
         """Consistency scores for a trained model; empty when evaluation is off or impossible."""

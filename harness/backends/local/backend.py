@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -164,7 +165,9 @@ class LocalBackend:
         if self.train_set is None or self.eval_set is None:
             raise RuntimeError("prepare() must run before train()")
         tokenizer = models.load_tokenizer(self.config.base_model)
-        work = self.config.training.work_dir.expanduser() / self.config.study_name / f"trial-{ctx.number}"
+        # Per run id, never per trial number: a study name used again must not overwrite the weights
+        # an older run's harness.model_dir tag points at. Without a run (a bare context), a fresh id.
+        work = self.config.training.run_dir(self.config.study_name, ctx.run_id or f"norun-{uuid.uuid4().hex}")
         args = self.training_arguments(params, work, disable_tqdm=ctx.progress is not None)
         model = self._trial_model(params)
         # LoRA layers live inside the shared base: unloading restores it exactly, without merging.

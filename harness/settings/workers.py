@@ -1,0 +1,24 @@
+"""How workers sharing one study notice each other's deaths."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from harness.settings.base import Frozen
+
+
+class WorkersConfig(Frozen):
+    """Optuna heartbeats: every running trial writes one each ``heartbeat_interval_s``; a trial
+    silent for ``grace_period_s`` belonged to a dead worker: it is failed (its MLflow run closed
+    FAILED with the reason) and its parameters run again, at most ``max_retry`` times.
+    """
+
+    heartbeat_interval_s: int = Field(default=30, ge=1)
+    grace_period_s: int = Field(default=120, ge=2)
+    max_retry: int = Field(default=1, ge=0)
+
+    @model_validator(mode="after")
+    def _grace_exceeds_interval(self) -> WorkersConfig:
+        if self.grace_period_s <= self.heartbeat_interval_s:
+            raise ValueError("workers.grace_period_s must exceed workers.heartbeat_interval_s")
+        return self

@@ -1,0 +1,75 @@
+"""Named study locks: one holder at a time, across processes, freed when the holder dies."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.study.coordination import lock_key, study_lock
+
+HOLD_AND_DIE = """
+import os, sys, time
+from harness.study.coordination import study_lock
+with study_lock(sys.argv[1], "s:setup"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def storages(tmp_path: Path, postgres_url: str | None = None) -> list[str]:
+    urls = [f"sqlite:///{tmp_path}/optuna.db", str(tmp_path / "journal.log")]
+    return urls + ([postgres_url] if postgres_url else [])
+
+
+def assert_exclusive(url: str) -> None:
+    """Two threads under one lock never overlap; other names do not wait."""
+    inside: list[int] = []
+    overlaps: list[int] = []
+
+    def hold(i: int) -> None:
+        with study_lock(url, "s:setup"):
+            inside.append(i)
+            overlaps.append(len(inside))
+            time.sleep(0.2)
+            inside.remove(i)
+
+    threads = [threading.Thread(target=hold, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    with study_lock(url, "s:baseline", timeout_s=5):  # a different name is free meanwhile
+        pass
+    for t in threads:
+        t.join()
+    assert overlaps == [1, 1, 1]
+
+
+def assert_freed_when_the_holder_dies(url: str) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_AND_DIE, url], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with pytest.raises(TimeoutError), study_lock(url, "s:setup", timeout_s=0.5):
+        pass
+    holder.kill()
+    holder.wait()
+    with study_lock(url, "s:setup", timeout_s=10):
+        pass
+
+
+def test_file_locks_are_exclusive_and_die_with_their_holder(tmp_path: Path) -> None:
+    for url in storages(tmp_path):
+        assert_exclusive(url)
+        assert_freed_when_the_holder_dies(url)
+
+
+def test_postgresql_advisory_locks_are_exclusive_and_die_with_their_holder(postgres_url: str) -> None:
+    assert_exclusive(postgres_url)
+    assert_freed_when_the_holder_dies(postgres_url)
+
+
+def test_lock_keys_are_stable_signed_64_bit() -> None:
+    assert lock_key("s:setup") == lock_key("s:setup") != lock_key("s:baseline")
+    assert -(2**63) <= lock_key("x") < 2**63
