@@ -85,12 +85,12 @@ def test_sigkill_mid_trial_then_resume(study_yaml: Path, tmp_path: Path) -> None
     env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
     process = subprocess.Popen(
         [sys.executable, "-m", "harness.cli", "sweep", str(study_yaml), *overrides],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env, stdout=subprocess.DEVNULL, stderr=(tmp_path / "sweep.err").open("w"),
     )
     storage = config.storage
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        time.sleep(1)
+    deadline = time.time() + 420
+    while time.time() < deadline and process.poll() is None:
+        time.sleep(2)
         if not (tmp_path / "mlruns" / "optuna.db").exists():
             continue
         try:
@@ -102,7 +102,7 @@ def test_sigkill_mid_trial_then_resume(study_yaml: Path, tmp_path: Path) -> None
             break
     else:
         process.kill()
-        pytest.fail("the sweep never started a trial")
+        pytest.fail(f"the sweep never started a trial: {(tmp_path / 'sweep.err').read_text()[-2000:]}")
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     killed_run = study.trials[0].user_attrs["mlflow_run_id"]
