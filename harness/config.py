@@ -141,7 +141,7 @@ TRAINING_METRICS = {
         "train_loss",
         "train_loss_mean",
         "tokens_per_second_mean",
-        "tokens_per_epoch",
+        "trained_tokens_per_epoch",
         "train_runtime_s",
         "train_samples_per_second",
     ),

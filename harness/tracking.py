@@ -98,8 +98,7 @@ class Tracker:
 
     def reopen(self, run_id: str) -> None:
         """Mark a run RUNNING again (a parent run that another worker ended while this one works)."""
-        if self.status(run_id) != "RUNNING":
-            self.client.update_run(run_id, status="RUNNING")
+        self.client.update_run(run_id, status="RUNNING")  # one write; a no-op on a running run
 
     def child_run(self, parent_id: str, name: str, tags: Mapping[str, str]) -> str:
         """A nested run: the UI nests it under its parent through mlflow.parentRunId."""

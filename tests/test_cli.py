@@ -53,6 +53,13 @@ def test_config_error_names_the_key(study_yaml: Path, tmp_path: Path) -> None:
     assert mlflow_runs(tmp_path) == []
 
 
+def test_workers_need_a_storage_every_worker_opens(study_yaml: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["sweep", str(study_yaml), "--workers", "2", "--storage", "sqlite:///:memory:"])
+    assert result.exit_code == 2
+    assert "--workers needs a storage every worker can open" in result.output
+    assert mlflow_runs(tmp_path) == []  # refused before any worker started
+
+
 def test_trials_lists_the_study(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path}/optuna.db"
     study = optuna.create_study(study_name="listed", storage=storage)

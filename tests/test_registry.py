@@ -12,7 +12,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from harness.config import ObjectiveConfig, StudyConfig, load_config
-from harness.data.chat import load_splits
+from harness.data.split import load_splits
 from harness.evaluation.trial import open_evaluator
 from harness.lifecycle import registry, selection
 from harness.tracking import TAG_MODEL_DIR, TAG_REMOTE_MODEL, Tracker

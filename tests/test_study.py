@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -93,6 +94,7 @@ def test_ctrl_c_leaves_no_run_running(tmp_path: Path) -> None:
 DEAD_WORKER = """
 import os, sys
 import optuna
+import pytest
 storage = optuna.storages.RDBStorage(sys.argv[1], heartbeat_interval=1, grace_period=2)
 study = optuna.load_study(study_name="s", storage=storage)
 
@@ -161,3 +163,21 @@ def test_a_baseline_left_running_by_a_dead_worker_is_closed_and_done_again(tmp_p
     assert "died" in client.get_run(dead).data.tags["harness.error"]
     baselines = tracker.find_runs("tags.`harness.role` = 'baseline' and attributes.status = 'FINISHED'")
     assert len(baselines) == 1 and baselines[0].data.metrics["consistency/heldout/consistency"] == 0.5
+
+
+def test_a_failure_while_describing_the_parent_run_leaves_it_failed(
+    study_yaml: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.config import load_config
+    from harness.study import loop
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("tracking store went away")
+
+    monkeypatch.setattr(loop, "_describe_parent", broken)
+    config = load_config(study_yaml, ["evaluation.enabled=false"])
+    with pytest.raises(RuntimeError):
+        loop.run_sweep(config)
+    tracker = Tracker(config.mlflow.tracking_uri, config.study_name)
+    parents = tracker.find_runs("tags.`harness.role` = 'parent'")
+    assert [p.info.status for p in parents] == ["FAILED"]

@@ -83,10 +83,11 @@ def test_sigkill_mid_trial_then_resume(study_yaml: Path, tmp_path: Path) -> None
     overrides = [*NO_EVAL, *heartbeat, "n_trials=1", "search_space.epochs=200", "search_space.method=lora"]
     config = load_config(study_yaml, overrides)
     env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "sweep", str(study_yaml), *overrides],
-        env=env, stdout=subprocess.DEVNULL, stderr=(tmp_path / "sweep.err").open("w"),
-    )
+    with (tmp_path / "sweep.err").open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "harness.cli", "sweep", str(study_yaml), *overrides],
+            env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+        )
     storage = config.storage
     deadline = time.time() + 420
     while time.time() < deadline and process.poll() is None:

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.common import app, console, fail, load, quiet_libraries
-from harness.config import LocalStudyConfig, RemoteStudyConfig
+from harness.config import LocalStudyConfig, RemoteStudyConfig, StudyConfig
 from harness.data.chat import DataError
 from harness.data.check import Summary, read_all, summarise
 from harness.data.prices import Price, PriceError, load_price
@@ -30,22 +30,16 @@ DEFAULT_TOKENIZER = "smollm2"
 
 
 def _settings(
-    config_path: Path | None, max_seq_length: int | None, tokenizer: str | None, prices: Path | None
+    config: StudyConfig | None, max_seq_length: int | None, tokenizer: str | None, prices: Path | None
 ) -> tuple[str, int, str | None, Price | None]:
     """Tokenizer spec, max_seq_length, system prompt and price: options over the config."""
-    config = load(config_path, []) if config_path is not None else None
     # A remote study's base_model names a hosted model with no local tokenizer: count with SmolLM2.
     local_model = config.base_model if isinstance(config, LocalStudyConfig) else None
     spec = tokenizer or local_model or DEFAULT_TOKENIZER
     length = max_seq_length or (config.max_seq_length if config else DEFAULT_MAX_SEQ_LENGTH)
     system_prompt = config.system_prompt if config else None
-    price = None
     try:
-        if prices is not None:
-            price = load_price(prices)
-        elif isinstance(config, RemoteStudyConfig):
-            usd = config.openai.training_price(config.base_model)  # the config's own price table
-            price = None if usd is None else Price(config.base_model, usd)
+        price = load_price(prices) if prices is not None else None
     except PriceError as exc:
         raise fail(str(exc)) from None
     return spec, length, system_prompt, price
@@ -70,7 +64,8 @@ def check(
     ] = None,
 ) -> None:
     """Validate every line like the sweep does (file:line, exit 2), then summarise each file."""
-    spec, length, system_prompt, price = _settings(config_path, max_seq_length, tokenizer, prices)
+    config = load(config_path, []) if config_path is not None else None
+    spec, length, system_prompt, price = _settings(config, max_seq_length, tokenizer, prices)
     checked, problems = read_all(files)
     if problems:
         for problem in problems:
@@ -87,6 +82,21 @@ def check(
         out.print(_table(summary))
         _print_where(out, f"over max_seq_length {summary.max_seq_length}", list(summary.over_length))
         _print_where(out, "duplicate prompts", [", ".join(group) for group in summary.duplicate_prompts])
+        if config is not None:
+            _print_preflight(out, config, summary.path)
+
+
+def _print_preflight(out: Console, config: StudyConfig, path: Path) -> None:
+    """A remote study's own preflight (OpenAI's token rule, the model's cap, the config's prices)."""
+    if not isinstance(config, RemoteStudyConfig):
+        return
+    from harness.backends.openai.data import load_dataset
+    from harness.backends.openai.preflight import preflight
+
+    estimate = preflight(load_dataset(path, None, None, 0, config.system_prompt), config.base_model, config.openai)
+    cost = estimate.cost_usd(1)
+    lines = [estimate.render(), f"estimated cost per epoch: {'unknown' if cost is None else f'${cost:.4f}'}"]
+    out.print(f"[bold]as {config.backend} would bill it[/]\n" + escape("\n".join(lines)), highlight=False)
 
 
 def _print_where(out: Console, what: str, items: list[str], shown: int = 5) -> None:

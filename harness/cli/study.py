@@ -125,13 +125,13 @@ def _sweep_with_workers(config_path: Path, args: list[str], config: StudyConfig,
     import optuna
 
     from harness.storage import make_storage
+    from harness.study.coordination import is_shared
     from harness.study.storage import trials_done
     from harness.study.workers import run_workers
 
-    if "://" in config.storage and not config.storage.startswith(("sqlite:///", "postgresql", "mysql")):
-        raise fail(f"--workers needs a storage every worker opens: a file or a database, not {config.storage}")
-    if config.storage.startswith("sqlite:///") and ":memory:" in config.storage:
-        raise fail("--workers needs a storage every worker opens: not an in-memory SQLite database")
+    if not is_shared(config.storage):
+        where = "a SQLite or journal file, or PostgreSQL"
+        raise fail(f"--workers needs a storage every worker can open ({where}), not {config.storage}")
     argv = [sys.executable, "-m", "harness.cli", "worker", str(config_path), *args, "--quiet"]
     with terminate_as_interrupt(), progress_bars() as progress:
         task = progress.add_task(f"{n} workers, study {config.study_name}", total=config.n_trials)

@@ -1,17 +1,13 @@
-"""Chat JSONL in the OpenAI fine-tuning format: load, validate with file:line errors, split."""
+"""Chat JSONL in the OpenAI fine-tuning format: load and validate with file:line errors (splits: split.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from harness.config import DataConfig
+from typing import Any
 
 ROLES = frozenset({"system", "user", "assistant"})
 MESSAGE_KEYS = frozenset({"role", "content", "weight", "name"})
@@ -146,26 +142,6 @@ def with_system_prompt(examples: Sequence[Example], system_prompt: str | None) -
         return list(examples)
     system = {"role": "system", "content": system_prompt}
     return [e if e.messages[0]["role"] == "system" else Example((system, *e.messages), e.source) for e in examples]
-
-
-def split(examples: Sequence[Example], ratio: float, seed: int) -> tuple[list[Example], list[Example]]:
-    """Shuffle with a fixed seed, then cut into (train, validation) at ``1 - ratio``."""
-    shuffled = list(examples)
-    random.Random(seed).shuffle(shuffled)
-    n_validation = max(1, round(len(shuffled) * ratio))
-    if n_validation >= len(shuffled):
-        raise DataError([f"a validation split of {ratio} leaves no training examples"])
-    return shuffled[n_validation:], shuffled[:n_validation]
-
-
-def load_splits(data: DataConfig, system_prompt: str | None) -> tuple[list[Example], list[Example]]:
-    """Train and validation examples per the config, system prompt applied; raises DataError."""
-    train = load_jsonl(data.train_file)
-    if data.validation_file is not None:
-        validation = load_jsonl(data.validation_file)
-    else:
-        train, validation = split(train, data.validation_split or 0.2, data.shuffle_seed)
-    return with_system_prompt(train, system_prompt), with_system_prompt(validation, system_prompt)
 
 
 def digest(examples: Sequence[Example]) -> str:

@@ -1,4 +1,5 @@
-"""``harness data split``: a seeded train / held-out split that keeps conversations together.
+"""Train / held-out splits that keep conversations together: ``harness data split`` and a study's
+``data.validation_split`` (local and remote backends) share one rule.
 
 Examples are grouped by their first user message, so a multi-turn conversation and its
 prefixes (and plain duplicates) land on the same side: a held-out prompt the model trained on
@@ -16,10 +17,13 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.data.chat import read_numbered, record_problems
+from harness.data.chat import DataError, Example, load_jsonl, read_numbered, record_problems, with_system_prompt
 from harness.data.preference import Format, detect_format, preference_problems
+
+if TYPE_CHECKING:
+    from harness.config import DataConfig
 
 
 class SplitError(ValueError):
@@ -70,6 +74,31 @@ def plan_split(keyed: Sequence[tuple[int, str]], heldout: float, seed: int) -> S
         heldout=tuple(n for n in lines if n in taken),
         groups=len(groups),
     )
+
+
+def split_items(items: Sequence[Any], keys: Sequence[str], ratio: float, seed: int) -> tuple[list[Any], list[Any]]:
+    """(train, held-out) of ``items`` whose group keys are ``keys``; DataError when it cannot be made."""
+    try:
+        planned = plan_split(list(enumerate(keys, start=1)), ratio, seed)
+    except SplitError as exc:
+        raise DataError([f"a validation split of {ratio}: {exc}"]) from None
+    return [items[n - 1] for n in planned.train], [items[n - 1] for n in planned.heldout]
+
+
+def split_examples(examples: Sequence[Example], ratio: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """A study's ``validation_split`` of chat examples, grouped by first user message."""
+    keys = [group_key("chat", {"messages": e.messages}, i) for i, e in enumerate(examples, start=1)]
+    return split_items(examples, keys, ratio, seed)
+
+
+def load_splits(data: DataConfig, system_prompt: str | None) -> tuple[list[Example], list[Example]]:
+    """Train and validation examples per the config, system prompt applied; raises DataError."""
+    train = load_jsonl(data.train_file)
+    if data.validation_file is not None:
+        validation = load_jsonl(data.validation_file)
+    else:
+        train, validation = split_examples(train, data.validation_split or 0.2, data.shuffle_seed)
+    return with_system_prompt(train, system_prompt), with_system_prompt(validation, system_prompt)
 
 
 def split_file(path: Path, heldout: float, seed: int) -> Split:

@@ -208,7 +208,7 @@ def check_judge(judge: Any, examples: Sequence[Example], size: int, seed: int = 
 
 def run_check(config: Any) -> list[CheckResult]:
     """``harness judge-check``: the study's judge and every deterministic scorer on the same cases."""
-    from harness.data.chat import load_splits
+    from harness.data.split import load_splits
     from harness.evaluation.embedding import load_embedder
     from harness.evaluation.judge_session import open_judge
     from harness.evaluation.scoring import composite, deterministic_columns

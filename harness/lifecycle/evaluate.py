@@ -22,7 +22,7 @@ from typing import Any
 from harness import models
 from harness.answering import Answerer
 from harness.config import ConfigError, LocalStudyConfig, RemoteStudyConfig, StudyConfig
-from harness.data.chat import load_splits
+from harness.data.split import load_splits
 from harness.evaluation.trial import open_evaluator
 from harness.objective import ObjectiveMetricMissing, objective_metrics, objective_value
 from harness.tracking import EVAL_ROLE, TAG_MODEL_SPEC, TAG_ROLE, TAG_STUDY, Tracker

@@ -34,6 +34,7 @@ def study_lock(storage_url: str, name: str, timeout_s: float | None = None) -> I
     elif (path := file_of(storage_url)) is not None:
         from filelock import FileLock, Timeout
 
+        path.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.blake2b(name.encode(), digest_size=6).hexdigest()
         lock = FileLock(str(path.parent / f".{path.name}.{digest}.lock"))
         try:
@@ -57,8 +58,12 @@ def file_of(storage_url: str) -> Path | None:
         path = Path(storage_url).expanduser()
     else:
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
     return path.resolve()
+
+
+def is_shared(storage_url: str) -> bool:
+    """Whether other processes can open this storage too (a database server or a file)."""
+    return storage_url.startswith(("postgresql", "mysql", "mariadb")) or file_of(storage_url) is not None
 
 
 @contextmanager

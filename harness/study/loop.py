@@ -11,7 +11,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from harness import backends
 from harness.config import ConfigError, StudyConfig
-from harness.data.chat import DataError, Example, load_splits
+from harness.data.chat import DataError, Example
+from harness.data.split import load_splits
 from harness.evaluation.judge_check import CheckResult, check_judge, mentions_judge
 from harness.evaluation.tables import load_rows
 from harness.evaluation.trial import Evaluator, open_evaluator
@@ -73,9 +74,11 @@ def run_sweep(config: StudyConfig, progress: Any = None, max_trials: int | None 
     with open_evaluator(config.evaluation, tracker, train, heldout, count_tokens) as evaluator:
         check = judge_gate(config, evaluator, train)  # a weak judge in the objective stops here
         with study_lock(config.storage, f"{config.study_name}:setup"):
-            parent_id = open_parent(config, study, tracker, dataset, tags, check)
+            parent_id = tracker.parent_run(config.study_name, tags)  # reopened by every worker
         status = "FAILED"
-        try:
+        try:  # from here on, whatever happens, the parent run ends truthfully
+            with study_lock(config.storage, f"{config.study_name}:setup"):
+                describe_parent(config, study, tracker, parent_id, dataset, check)
             if evaluator is not None and config.evaluation.baseline:
                 with study_lock(config.storage, f"{config.study_name}:baseline"):  # others wait for it
                     ensure_baseline(backend, evaluator, tracker, parent_id, tags)
@@ -92,36 +95,35 @@ def run_sweep(config: StudyConfig, progress: Any = None, max_trials: int | None 
     return SweepResult(study, parent_id, _started(study) - started_before, reconciled)
 
 
-def open_parent(
+def describe_parent(
     config: StudyConfig,
     study: optuna.Study,
     tracker: Tracker,
+    parent_id: str,
     dataset: dict[str, Any],
-    tags: dict[str, str],
     check: CheckResult | None,
-) -> str:
-    """The study's one parent run, reopened by every worker; described once."""
-    parent_id = tracker.parent_run(config.study_name, tags)
+) -> None:
+    """Link the study to its parent run; config and data facts once, the judge check each time."""
     study.set_user_attr(ATTR_RUN_ID, parent_id)
     _describe_parent(tracker, parent_id, config, dataset)
     if check is not None:
         log_judge_check(tracker, parent_id, config, check)
-    return parent_id
 
 
 def close_parent(config: StudyConfig, study: optuna.Study, tracker: Tracker, parent_id: str, status: str) -> None:
-    """Summarise; the last worker out registers the best model and ends the parent run."""
+    """Summarise; the last worker out registers the best model, applies retention, ends the parent run."""
+    others_running = running_elsewhere(study)
     try:
         report.summarise(study, tracker, parent_id, config.objective)
-        if running_elsewhere(study):
+        if others_running or status != "FINISHED":
             return  # another worker is mid-trial: the parent run is still running, truthfully
-        if status == "FINISHED" and config.mlflow.register_best:
+        if config.mlflow.register_best:
             register_best(config, study)
-        if status == "FINISHED":  # after registration: registered versions keep their weights
-            freed = apply_retention(config, study)
-            tracker.log_metrics(parent_id, {"local_weights_freed_mb": freed / 2**20})
+        training = getattr(config, "training", None)
+        if training is not None and training.keep_local is not None:  # after registration: versions keep theirs
+            tracker.log_metrics(parent_id, {"local_weights_freed_mb": apply_retention(config, study) / 2**20})
     finally:
-        if not running_elsewhere(study):
+        if not others_running:
             tracker.end(parent_id, status)
 
 

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.data.chat import DataError, digest, load_jsonl, split, with_system_prompt
+from harness.data.chat import DataError, digest, load_jsonl, with_system_prompt
+from harness.data.split import split_examples as split
 from tests.conftest import chat_record, write_jsonl
 
 

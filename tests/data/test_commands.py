@@ -55,7 +55,10 @@ def test_check_takes_its_settings_from_a_study_config(tmp_path: Path) -> None:
             }
         )
     )
-    assert runner.invoke(app, ["data", "check", str(chat), "--config", str(config)]).exit_code == 0
+    result = runner.invoke(app, ["data", "check", str(chat), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    # The table is the command's only result: the config's limit and tokenizer are the ones used.
+    assert "examples over max_seq_length 32" in result.output and "tokens per example, smollm2" in result.output
     missing = runner.invoke(app, ["data", "check", str(chat), "--config", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 2
 
@@ -110,3 +113,18 @@ def test_split_refuses_bad_data(tmp_path: Path) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and f"{source}:2:" in result.output
     assert not (tmp_path / "t.jsonl").exists()
+
+
+def test_check_with_a_remote_config_prices_it_with_the_backends_own_preflight(tmp_path: Path) -> None:
+    from harness.backends.openai.data import load_dataset
+    from harness.backends.openai.preflight import preflight
+    from harness.config import load_config
+
+    chat = write_jsonl(tmp_path / "chat.jsonl", [chat_record(f"q{i}", f"a{i}") for i in range(3)])
+    study = Path(__file__).resolve().parents[2] / "experiments" / "openai_seed_rounds.yaml"
+    result = runner.invoke(app, ["data", "check", str(chat), "--config", str(study)])
+    assert result.exit_code == 0, result.output
+    config = load_config(study, [])
+    expected = preflight(load_dataset(chat, None, None, 0, config.system_prompt), config.base_model, config.openai)
+    assert expected.cost_usd(1) is not None
+    assert f"estimated cost per epoch: ${expected.cost_usd(1):.4f}" in result.output

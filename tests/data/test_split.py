@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,3 +106,24 @@ def test_a_byte_order_mark_stays_out_of_the_lines(tmp_path: Path) -> None:
     write_split(path, planned, tmp_path / "t.jsonl", tmp_path / "h.jsonl")
     written = (tmp_path / "t.jsonl").read_bytes() + (tmp_path / "h.jsonl").read_bytes()
     assert sorted(line for line in written.split(b"\n") if line) == sorted(lines)
+
+
+def test_a_studys_validation_split_keeps_conversations_together_on_both_backends(tmp_path: Path) -> None:
+    """``data.validation_split`` uses the same grouping: no held-out prompt the model trained on."""
+    from harness.backends.openai.data import load_dataset
+    from harness.config import DataConfig
+    from harness.data.split import load_splits
+
+    path, _ = dataset(tmp_path)
+
+    def first_user(messages: Any) -> str:
+        return next(m["content"] for m in messages if m["role"] == "user")
+
+    for seed in range(5):
+        train, held = load_splits(DataConfig(train_file=path, validation_split=0.3, shuffle_seed=seed), SYSTEM)
+        assert held and not {first_user(e.messages) for e in train} & {first_user(e.messages) for e in held}
+        remote = load_dataset(path, None, 0.3, seed, SYSTEM)
+        assert remote.validation and not (
+            {first_user(r["messages"]) for r in remote.train} & {first_user(r["messages"]) for r in remote.validation}
+        )
+        assert [e.messages for e in held] == [tuple(r["messages"]) for r in remote.validation]  # one rule

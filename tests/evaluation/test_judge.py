@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -15,21 +15,10 @@ from harness.evaluation.judge import Judge, JudgeError, JudgeItem, make_client
 from harness.evaluation.judge_cache import JudgeCache
 from harness.evaluation.rubric import load_rubric
 from harness.settings.evaluation import JudgeConfig
-from tests.evaluation.fake_server import FakeState, Reply, completion, fake_server
+from tests.evaluation.fake_server import FakeState, Reply, completion
 
 RUBRIC = Path(__file__).resolve().parents[2] / "evals" / "consistency_rubric.yaml"
 ITEMS = [JudgeItem(f"question {i}?", f"reference {i}.", f"answer {i}.") for i in range(6)]
-
-
-@pytest.fixture
-def state() -> FakeState:
-    return FakeState()
-
-
-@pytest.fixture
-def base_url(state: FakeState) -> Iterator[str]:
-    with fake_server(state) as url:
-        yield url
 
 
 def judge_for(url: str, cache: JudgeCache | None = None, **overrides: Any) -> Judge:

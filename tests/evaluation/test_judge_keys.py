@@ -2,48 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from harness.evaluation.judge import Judge, JudgeError, make_client
 from harness.evaluation.judge_session import open_judge
 from harness.evaluation.rubric import load_rubric
 from harness.settings.evaluation import JudgeConfig
-from tests.evaluation.fake_server import FakeState, fake_server
+from tests.evaluation.fake_server import FakeState
 from tests.evaluation.test_judge import ITEMS, RUBRIC, judge_for
-
-
-@pytest.fixture
-def state() -> FakeState:
-    return FakeState()
-
-
-@pytest.fixture
-def base_url(state: FakeState) -> Iterator[str]:
-    with fake_server(state) as url:
-        yield url
 
 
 def authorizations(state: FakeState) -> list[str | None]:
     return [auth for _, auth in state.seen]
 
 
-def test_a_base_url_judge_never_sees_the_openai_key(
-    base_url: str, state: FakeState, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("kind", ["base_url", "llama_cpp"])
+def test_a_custom_or_local_judge_never_sees_a_providers_key(
+    kind: str, base_url: str, state: FakeState, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-secret")
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", "az-secret")
-    judge_for(base_url).score(ITEMS[0])
-    seen = authorizations(state)
-    assert seen and not any(auth and "secret" in auth for auth in seen)
-
-
-def test_a_llama_cpp_judge_never_sees_the_openai_key(
-    base_url: str, state: FakeState, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-secret")
-    config = JudgeConfig(kind="llama_cpp", model="fake", base_url=base_url, rubric=RUBRIC, max_retries=0)
+    config = JudgeConfig(kind=kind, model="fake", base_url=base_url, rubric=RUBRIC, max_retries=0)
     Judge(config, make_client(config), load_rubric(RUBRIC)).score(ITEMS[0])
     seen = authorizations(state)
     assert seen and not any(auth and "secret" in auth for auth in seen)

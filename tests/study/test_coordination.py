@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.study.coordination import lock_key, study_lock
+from harness.study.coordination import file_of, is_shared, lock_key, study_lock
 
 HOLD_AND_DIE = """
 import os, sys, time
@@ -41,7 +41,8 @@ def assert_exclusive(url: str) -> None:
     threads = [threading.Thread(target=hold, args=(i,)) for i in range(3)]
     for t in threads:
         t.start()
-    with study_lock(url, "s:baseline", timeout_s=5):  # a different name is free meanwhile
+    time.sleep(0.05)
+    with study_lock(url, "s:baseline", timeout_s=0.1):  # a different name is free meanwhile
         pass
     for t in threads:
         t.join()
@@ -73,3 +74,11 @@ def test_postgresql_advisory_locks_are_exclusive_and_die_with_their_holder(postg
 def test_lock_keys_are_stable_signed_64_bit() -> None:
     assert lock_key("s:setup") == lock_key("s:setup") != lock_key("s:baseline")
     assert -(2**63) <= lock_key("x") < 2**63
+
+
+def test_only_storages_other_processes_open_are_shared(tmp_path: Path) -> None:
+    assert is_shared(f"sqlite:///{tmp_path}/o.db") and is_shared(str(tmp_path / "j.log"))
+    assert is_shared("postgresql://u@h/db") and is_shared("mysql+pymysql://u@h/db")
+    assert not is_shared("sqlite:///:memory:") and not is_shared("sqlite://")
+    assert not (tmp_path / "nested").exists() and file_of(f"sqlite:///{tmp_path}/nested/o.db") is not None
+    assert not (tmp_path / "nested").exists()  # asking creates nothing

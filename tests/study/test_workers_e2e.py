@@ -20,7 +20,7 @@ def test_sweep_with_two_workers_shares_one_study_parent_baseline_and_version(
 ) -> None:
     overrides = [
         f"storage={postgres_url}",
-        "n_trials=3",
+        "n_trials=4",
         "search_space.method=lora",
         "evaluation.scorers=[rouge_l,structure,detail]",
         "evaluation.train_sample_size=1",
@@ -34,7 +34,7 @@ def test_sweep_with_two_workers_shares_one_study_parent_baseline_and_version(
 
     study = optuna.load_study(study_name="tiny", storage=postgres_url)
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    assert 3 <= len(complete) <= 4  # two workers asking at the same instant may overshoot by one
+    assert 4 <= len(complete) <= 5  # two workers asking at the same instant may overshoot by one
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
     assert len({t.user_attrs["harness.worker"] for t in study.trials}) == 2  # both worked
 

@@ -19,6 +19,7 @@ from harness.backends.local.callbacks import MetricsCallback, PruningCallback, R
 from harness.backends.local.plan import resolve
 from harness.config import ConfigError, StudyConfig
 from harness.data import chat
+from harness.data.split import load_splits
 from harness.data.tokenize import IGNORE_INDEX, TokenizedSet, tokenize_all
 from harness.device import use_bf16
 from harness.hyperparams import TrialParams
@@ -60,7 +61,7 @@ class LocalBackend:
 
     def prepare(self) -> dict[str, Any]:
         _check_training_args(list(self.config.search_space.training_args))
-        train, validation = chat.load_splits(self.config.data, self.config.system_prompt)
+        train, validation = load_splits(self.config.data, self.config.system_prompt)
         tokenizer = models.load_tokenizer(self.config.base_model)
         policy = self.config.data.too_long
         self.train_set = tokenize_all(tokenizer, train, self.config.max_seq_length, policy)
@@ -191,7 +192,7 @@ class LocalBackend:
         metrics = {
             "eval_loss": float(final["eval_loss"]),
             "tokens_per_second_mean": sum(rates) / len(rates) if rates else 0.0,
-            "tokens_per_epoch": float(self.train_set.trained_tokens),
+            "trained_tokens_per_epoch": float(self.train_set.trained_tokens),
         }
         resolved = {**self.plan(params).as_params(), "device": "cuda" if torch.cuda.is_available() else "cpu"}
         return TrainResult(

@@ -10,26 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from harness.data.chat import DataError, load_jsonl, with_system_prompt
-from harness.data.preference import Format, load_preferences, preference_problems
-from harness.data.preference import detect_format as detect_kind
+from harness.data.preference import Format, detect_format, load_preferences, preference_problems
+from harness.data.split import group_key, split_items
 
-Kind = Format
 # Which data kind each remote method trains on.
-METHOD_KIND: dict[str, Kind] = {"supervised": "chat", "dpo": "dpo"}
+METHOD_KIND: dict[str, Format] = {"supervised": "chat", "dpo": "dpo"}
 
 
 @dataclass(frozen=True)
 class RemoteDataset:
     """The records to upload (one JSON object each), after system prompt and split."""
 
-    kind: Kind
+    kind: Format
     train: tuple[dict[str, Any], ...]
     validation: tuple[dict[str, Any], ...]
 
@@ -54,24 +51,11 @@ def _with_system(record: dict[str, Any], system_prompt: str | None) -> dict[str,
     return {**record, "input": {**record["input"], "messages": [system, *messages]}}
 
 
-def _load_kind(path: Path, kind: Kind, system_prompt: str | None) -> list[dict[str, Any]]:
+def _load_kind(path: Path, kind: Format, system_prompt: str | None) -> list[dict[str, Any]]:
     if kind == "dpo":
         return [_with_system(r, system_prompt) for r in load_preferences(path)]
     examples = with_system_prompt(load_jsonl(path), system_prompt)
     return [{"messages": [dict(m) for m in e.messages]} for e in examples]
-
-
-def _split_records(
-    records: Sequence[dict[str, Any]], ratio: float, seed: int
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    if len(records) < 2:
-        raise DataError([f"a validation split of {ratio} needs at least 2 examples"])
-    shuffled = list(records)
-    random.Random(seed).shuffle(shuffled)
-    n_validation = max(1, round(len(shuffled) * ratio))
-    if n_validation >= len(shuffled):
-        raise DataError([f"a validation split of {ratio} leaves no training examples"])
-    return shuffled[n_validation:], shuffled[:n_validation]
 
 
 def load_dataset(
@@ -82,16 +66,17 @@ def load_dataset(
     system_prompt: str | None,
 ) -> RemoteDataset:
     """Load, check and split the study's data the way it will be uploaded."""
-    kind = detect_kind(train_file)
+    kind = detect_format(train_file)
     train = _load_kind(train_file, kind, system_prompt)
     validation: list[dict[str, Any]] = []
     if validation_file is not None:
-        if detect_kind(validation_file) != kind:
+        if detect_format(validation_file) != kind:
             raise DataError([f"{validation_file}: not the same format ({kind}) as {train_file}"])
         validation = _load_kind(validation_file, kind, system_prompt)
     elif validation_split is not None:
-        train, validation = _split_records(train, validation_split, shuffle_seed)
+        keys = [group_key(kind, r, i) for i, r in enumerate(train, start=1)]
+        train, validation = split_items(train, keys, validation_split, shuffle_seed)
     return RemoteDataset(kind, tuple(train), tuple(validation))
 
 
-__all__ = ["DataError", "RemoteDataset", "detect_kind", "load_dataset", "load_preferences", "preference_problems"]
+__all__ = ["DataError", "RemoteDataset", "load_dataset", "load_preferences", "preference_problems"]
