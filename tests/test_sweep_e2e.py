@@ -78,6 +78,14 @@ def test_full_and_lora_trials_leave_the_shared_base_untouched(study_yaml: Path) 
     assert not any("lora" in name for name, _ in base.named_modules())
 
 
+def test_a_grid_smaller_than_n_trials_ends_the_study_when_done(study_yaml: Path) -> None:
+    grid = ["sampler.type=grid", "search_space.batch_size=2", "search_space.dropout=0.0", "search_space.lr_multiplier=1.0"]
+    config = load_config(study_yaml, [*NO_EVAL, *grid, "n_trials=5"])
+    result = run_sweep(config)
+    assert sorted(t.params["method"] for t in result.study.trials) == ["full", "lora"]  # each point once
+    assert MlflowClient(config.mlflow.tracking_uri).get_run(result.parent_run_id).info.status == "FINISHED"
+
+
 def test_sigkill_mid_trial_then_resume(study_yaml: Path, tmp_path: Path) -> None:
     heartbeat = ["workers.heartbeat_interval_s=1", "workers.grace_period_s=3"]
     overrides = [*NO_EVAL, *heartbeat, "n_trials=1", "search_space.epochs=200", "search_space.method=lora"]

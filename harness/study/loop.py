@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,8 +85,7 @@ def run_sweep(config: StudyConfig, progress: Any = None, max_trials: int | None 
                 with study_lock(config.storage, f"{config.study_name}:baseline"):  # others wait for it
                     ensure_baseline(backend, evaluator, tracker, parent_id, tags)
             runner = TrialRunner(config, backend, tracker, parent_id, tags, progress, evaluator)
-            if budget := trial_budget(config, study, max_trials):
-                _optimize(study, runner, config, budget, progress)
+            work_until_done(study, runner, config, max_trials, progress)
             status = "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
@@ -125,6 +126,34 @@ def close_parent(config: StudyConfig, study: optuna.Study, tracker: Tracker, par
     finally:
         if not others_running:
             tracker.end(parent_id, status)
+
+
+def work_until_done(
+    study: optuna.Study, runner: TrialRunner, config: StudyConfig, max_trials: int | None, progress: Any
+) -> None:
+    """Run trials while the study needs them; then wait while other workers' trials run.
+
+    Waiting is what makes a dead worker's trial run again: it counts as running until its heartbeat
+    goes stale, then it is failed and queued, and whoever is still here runs it. A worker that
+    reached ``max_trials`` or the study's timeout leaves at once.
+    """
+    deadline = time.monotonic() + config.timeout_minutes * 60 if config.timeout_minutes else math.inf
+    callbacks: list[Any] = [stop_when_done(config.n_trials)] if config.n_trials is not None else []
+    if progress is not None:
+        total = trial_budget(config, study, max_trials)
+        callbacks.append(report.progress_callback(progress, total))
+    while (left := deadline - time.monotonic()) > 0:
+        own_left = None if max_trials is None else max_trials - runner.started
+        budget = trial_budget(config, study, own_left)  # None: no cap but the timeout
+        if budget is None or budget > 0:
+            before = runner.started
+            _optimize(study, runner, config, budget, None if math.isinf(left) else left, callbacks)
+            if budget is None or (runner.started - before < budget and trial_budget(config, study, None)):
+                return  # ran until the timeout, or stopped while trials were still due (a finished grid)
+        elif own_left == 0 or config.n_trials is None or not running_elsewhere(study):
+            return
+        else:
+            time.sleep(config.workers.heartbeat_interval_s)
 
 
 def trial_budget(config: StudyConfig, study: optuna.Study, max_trials: int | None) -> int | None:
@@ -176,14 +205,17 @@ def _describe_parent(tracker: Tracker, parent_id: str, config: StudyConfig, data
     tracker.log_dict(parent_id, config.model_dump(mode="json"), "config.json")
 
 
-def _optimize(study: optuna.Study, runner: TrialRunner, config: StudyConfig, n_trials: int, progress: Any) -> None:
-    timeout = config.timeout_minutes * 60 if config.timeout_minutes else None
-    callbacks: list[Any] = [report.progress_callback(progress, n_trials)] if progress else []
-    if config.n_trials is not None:
-        callbacks.append(stop_when_done(config.n_trials))
+def _optimize(
+    study: optuna.Study,
+    runner: TrialRunner,
+    config: StudyConfig,
+    n_trials: int | None,
+    timeout_s: float | None,
+    callbacks: list[Any],
+) -> None:
     # Remote jobs train elsewhere, so several can be in flight; local trials share one model.
-    n_jobs = min(config.parallel_trials, n_trials)
-    study.optimize(runner, n_trials=n_trials, timeout=timeout, catch=(Exception,), callbacks=callbacks, n_jobs=n_jobs)
+    n_jobs = min(config.parallel_trials, n_trials or config.parallel_trials)
+    study.optimize(runner, n_trials=n_trials, timeout=timeout_s, catch=(Exception,), callbacks=callbacks, n_jobs=n_jobs)
 
 
 def stop_when_done(n_trials: int) -> Any:

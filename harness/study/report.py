@@ -115,7 +115,7 @@ def summarise(study: optuna.Study, tracker: Tracker, parent_id: str, objective: 
     )
 
 
-def progress_callback(progress: Any, total: int) -> Any:
+def progress_callback(progress: Any, total: int | None) -> Any:
     """An Optuna callback that advances a rich progress bar by one per finished trial."""
     task = progress.add_task("study", total=total)
 

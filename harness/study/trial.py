@@ -81,8 +81,10 @@ class TrialRunner:
     run_tags: Mapping[str, str]
     progress: Any = None
     evaluator: Any = None  # harness.evaluation.trial.Evaluator when evaluation is on
+    started: int = 0  # trials this worker has started (a worker's --max-trials counts these)
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        self.started += 1
         params = suggest(trial, self.config.search_space, self.config.backend)
         tags = {**self.run_tags, TAG_STUDY: self.config.study_name, TAG_TRIAL: str(trial.number)}
         trial.set_user_attr(ATTR_WORKER, f"{socket.gethostname()}:{os.getpid()}")  # for people; heartbeats decide

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 
 def run_workers(
@@ -16,7 +17,8 @@ def run_workers(
     Ctrl-C reaches the children through the terminal's process group; SIGTERM is sent as well, so
     a parent stopped by ``kill`` still has every worker close its runs truthfully.
     """
-    children = [subprocess.Popen(list(argv)) for _ in range(n)]
+    env = thread_env(os.environ, n, os.cpu_count() or 1)
+    children = [subprocess.Popen(list(argv), env=env) for _ in range(n)]
     try:
         while any(child.poll() is None for child in children):
             if watch is not None:
@@ -32,3 +34,14 @@ def run_workers(
     if watch is not None:
         watch()
     return [child.returncode for child in children]
+
+
+def thread_env(environ: Mapping[str, str], n: int, cpus: int) -> dict[str, str]:
+    """Pure: the children's environment, with the cores shared out between them.
+
+    Each PyTorch process would otherwise start a thread per core, and N workers on one machine
+    would fight over the same cores. A thread count the user set is kept.
+    """
+    env = dict(environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, cpus // n)))
+    return env

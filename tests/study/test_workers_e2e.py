@@ -1,16 +1,22 @@
-"""Several workers on one study in PostgreSQL: setup, baseline and registration happen once."""
+"""Several workers on one study in PostgreSQL: setup, baseline and registration happen once;
+a worker killed mid-trial loses nothing and repeats nothing."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
+
+from harness.study.storage import retry_of
 
 pytestmark = pytest.mark.slow
 
@@ -52,3 +58,70 @@ def test_sweep_with_two_workers_shares_one_study_parent_baseline_and_version(
     for run in trial_runs:  # every trial compared with the one baseline
         assert "consistency/heldout/consistency_vs_baseline" in run.data.metrics
     assert len(client.search_model_versions("name='tiny'")) == 1
+
+
+def test_a_worker_killed_mid_trial_leaves_nothing_lost_or_repeated(
+    study_yaml: Path, postgres_url: str, tmp_path: Path
+) -> None:
+    overrides = [
+        f"storage={postgres_url}",
+        "n_trials=5",
+        "search_space.method=lora",
+        "search_space.epochs=5",
+        "evaluation.enabled=false",
+        "workers.heartbeat_interval_s=1",
+        "workers.grace_period_s=4",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(Path.cwd()), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "harness.cli", "worker", str(study_yaml), *overrides, "--quiet"]
+    workers = {p.pid: p for p in (subprocess.Popen(command, env=env, stderr=subprocess.PIPE) for _ in range(3))}
+    victim = wait_for_a_running_trial(postgres_url, set(workers), deadline_s=300)
+    time.sleep(1)  # well into training
+    os.kill(victim.pid_of, signal.SIGKILL)
+    survivors = [p for pid, p in workers.items() if pid != victim.pid_of]
+    for process in survivors:
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr.decode()[-3000:]
+    workers[victim.pid_of].wait()
+
+    study = optuna.load_study(study_name="tiny", storage=postgres_url)
+    by_number = {t.number: t for t in study.trials}
+    killed = by_number[victim.number]
+    assert killed.state == TrialState.FAIL
+    retries = [t for t in study.trials if retry_of(t) == victim.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == killed.params  # its parameters ran again
+    assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) >= 5
+    assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    numbers = [r.data.tags["harness.trial_number"] for r in runs if "harness.trial_number" in r.data.tags]
+    assert len(numbers) == len(set(numbers)) == len(study.trials)  # no trial number twice
+    killed_run = client.get_run(killed.user_attrs["mlflow_run_id"])
+    assert killed_run.info.status == "FAILED" and "heartbeats" in killed_run.data.tags["harness.error"]
+    parents = [r for r in runs if r.data.tags.get("harness.role") == "parent"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+
+
+@dataclass(frozen=True)
+class Victim:
+    number: int
+    pid_of: int
+
+
+def wait_for_a_running_trial(storage: str, pids: set[int], deadline_s: float) -> Victim:
+    """The first trial one of ``pids`` is running, once it has its MLflow run."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            study = optuna.load_study(study_name="tiny", storage=storage)
+        except KeyError:
+            continue
+        for trial in study.get_trials(states=(TrialState.RUNNING,)):
+            worker, run_id = trial.user_attrs.get("harness.worker", ""), trial.user_attrs.get("mlflow_run_id")
+            pid = int(worker.rsplit(":", 1)[1]) if ":" in worker else None
+            if run_id and pid in pids:
+                return Victim(trial.number, pid)
+    pytest.fail("no worker started a trial")
