@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +111,8 @@ POSTGRES_URL = os.environ.get("HARNESS_TEST_POSTGRES_URL", "postgresql://postgre
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """The URL of a new, empty database; dropped (with any connection left open) at teardown."""
+def postgres_databases() -> Iterator[Callable[[], str]]:
+    """Make new, empty databases (URL each); all dropped, open connections included, at teardown."""
     import psycopg
     from sqlalchemy.engine import make_url
 
@@ -126,11 +126,65 @@ def postgres_url() -> Iterator[str]:
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
-    name = f"harness_test_{uuid.uuid4().hex[:12]}"
+    names: list[str] = []
+
+    def create() -> str:
+        names.append(f"harness_test_{uuid.uuid4().hex[:12]}")
+        admin.execute(f'CREATE DATABASE "{names[-1]}"')
+        return server.set(database=names[-1]).render_as_string(hide_password=False)
+
     with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
         try:
-            yield server.set(database=name).render_as_string(hide_password=False)
+            yield create
         finally:
-            # FORCE: the storage's connection pool may still hold connections to it.
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for name in names:  # FORCE: a connection pool may still hold connections to it
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(postgres_databases: Callable[[], str]) -> str:
+    """The URL of a new, empty database, dropped at teardown."""
+    return postgres_databases()
+
+
+@pytest.fixture
+def mlflow_server(postgres_databases: Callable[[], str], tmp_path: Path) -> Iterator[str]:
+    """A real ``mlflow server`` on a free loopback port: PostgreSQL backend store, artifacts served
+    over HTTP from tmp_path/served-artifacts. Stopped at teardown."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mlflow = Path(sys.executable).with_name("mlflow")
+    command = [str(mlflow), "server", "--backend-store-uri", postgres_databases(), "--serve-artifacts"]
+    command += ["--artifacts-destination", str(tmp_path / "served-artifacts"), "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--workers", "1"]
+    log = (tmp_path / "mlflow-server.log").open("w")
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not start: {(tmp_path / 'mlflow-server.log').read_text()[-2000:]}")
+            time.sleep(1)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()

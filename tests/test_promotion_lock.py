@@ -159,3 +159,35 @@ def test_a_held_lock_is_renewed_past_its_ttl(
         other = TagLock(client, "tiny")
         assert not other.try_acquire()
     assert LOCK_TAG not in client.get_registered_model("tiny").tags
+
+
+@pytest.mark.slow
+def test_four_processes_promoting_at_once_leave_one_champion_and_a_true_previous(
+    study_yaml: Path, tiny_llama_dir: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    config, client, _, _ = setup_champion(study_yaml, tiny_llama_dir)  # version 1 (eval_loss 1.0) holds it
+    candidates = enumerate((0.8, 0.6, 0.4, 0.2))
+    losses = {make_trial_run(config, 10 + i, {"eval_loss": x}, model_dir=tiny_llama_dir): x for i, x in candidates}
+    env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "harness.cli", "promote", str(study_yaml), "--run", run_id],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        for run_id in losses
+    ]
+    outcomes = [(p.wait(timeout=600), p.stderr.read().decode() if p.stderr else "") for p in processes]
+    assert all(code in (0, 1) for code, _ in outcomes), outcomes  # promoted or refused, never an error
+
+    held = aliases(client, config.registry_name)
+    champion = client.get_model_version(config.registry_name, held["champion"])
+    assert losses.get(champion.run_id) == 0.2  # the best candidate, whatever the order
+    previous = client.get_model_version(config.registry_name, held["previous"])
+    assert client.get_run(previous.run_id).data.metrics["eval_loss"] > 0.2  # the one it replaced
+    versions = client.search_model_versions(f"name='{config.registry_name}'")
+    assert len({v.run_id for v in versions}) == len(versions)  # no run registered twice
+    assert client.get_registered_model(config.registry_name).tags.get(LOCK_TAG) is None  # every lock released
