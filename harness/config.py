@@ -23,6 +23,7 @@ from harness.settings.base import Frozen
 from harness.settings.evaluation import EvaluationConfig
 from harness.settings.openai import OpenAIConfig
 from harness.settings.search import LocalSearchSpace, ParamSpec, Range, RemoteSearchSpace, SearchSpace
+from harness.settings.synthesis import AugmentConfig
 from harness.settings.training import TrainingConfig
 from harness.settings.workers import WorkersConfig
 
@@ -49,6 +50,8 @@ class DataConfig(Frozen):
     validation_split: float | None = Field(default=None, gt=0, lt=1)
     shuffle_seed: int = 42
     too_long: Literal["error", "drop", "truncate"] = "error"
+    # How search_space.augmentation makes its copies of the training split (never the held-out one).
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
     @model_validator(mode="after")
     def _one_validation_source(self) -> DataConfig:
@@ -157,6 +160,12 @@ TRAINING_METRICS = {
     ),
 }
 EVAL_SUFFIXES = ("", "_vs_baseline", "_vs_baseline_ci_low", "_vs_baseline_ci_high")
+# A local DPO trial's final evaluation adds TRL's preference metrics (curves: the same without eval_).
+DPO_METRICS = tuple(
+    f"eval_{kind}/{name}"
+    for kind, names in (("rewards", ("chosen", "rejected", "accuracies", "margins")), ("logps", ("chosen", "rejected")))
+    for name in names
+)
 
 
 class _StudyBase(Frozen):
@@ -207,10 +216,17 @@ class _StudyBase(Frozen):
             )
         # LoRA keys on a study fixed to full fine-tuning are left unsampled (an override switching
         # the method should not need three more); beta without dpo is a study that cannot mean it.
+        in_effect = {*methods, *self._study_methods()}
         for name in self.search_space.model_fields_set - {"lora_rank", "lora_alpha", "lora_target_modules"}:
             hp = BY_NAME.get(name)
-            if hp is not None and hp.methods and not set(hp.methods) & set(methods):
-                raise ValueError(f"search_space.{name}: only used with method {'/'.join(sorted(hp.methods))}")
+            unset = getattr(self.search_space, name) is None  # as a config read back from its run has it
+            if hp is not None and hp.methods and not unset and not set(hp.methods) & in_effect:
+                key = "method" if set(hp.methods) & set(self.METHODS) else "training.method"
+                raise ValueError(f"search_space.{name}: only used with {key} {'/'.join(sorted(hp.methods))}")
+
+    def _study_methods(self) -> set[str]:
+        """Methods fixed for the whole study beside the sampled ones (local: training.method)."""
+        return set()
 
     def _check_objective(self) -> None:
         produced = self.produced_metrics()
@@ -267,6 +283,21 @@ class LocalStudyConfig(_StudyBase):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
 
     METHODS: ClassVar[tuple[str, ...]] = LOCAL_METHODS
+
+    def _study_methods(self) -> set[str]:
+        return {self.training.method}
+
+    def _check_search_space(self) -> None:
+        super()._check_search_space()
+        augmented = [c for c in self.search_space.choices("augmentation") if c != "none"]
+        if self.training.method == "dpo" and augmented:  # it rewrites chat examples; DPO trains on pairs
+            raise ValueError(
+                f"search_space.augmentation: {', '.join(augmented)} not available with training.method dpo"
+            )
+
+    def produced_metrics(self) -> set[str]:
+        dpo = set(DPO_METRICS) if self.training.method == "dpo" else set()
+        return super().produced_metrics() | dpo
 
 
 class RemoteStudyConfig(_StudyBase):

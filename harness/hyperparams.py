@@ -24,7 +24,9 @@ class Hyperparameter:
     meaning: str
     backends: frozenset[str]
     default: Any  # the search-space spec when a config leaves the key out (None: not sampled)
-    methods: frozenset[str] | None = None  # sampled only when the trial's method is one of these
+    # Sampled only when the trial's method is one of these. A method the backend does not sample
+    # (dpo locally is the study's training.method) is checked by the config instead.
+    methods: frozenset[str] | None = None
 
 
 HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
@@ -68,7 +70,20 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
         frozenset({"lora"}),
     ),
     Hyperparameter(
-        "beta", float, "DPO beta: how far the policy may move from the reference", REMOTE, None, frozenset({"dpo"})
+        "beta",
+        float,
+        "DPO beta: how far the policy may move from the reference (OpenAI: method dpo; local: training.method dpo)",
+        ALL_BACKENDS,
+        None,
+        frozenset({"dpo"}),
+    ),
+    Hyperparameter(
+        "augmentation",
+        str,
+        "training-set augmentation: none, eda, paraphrase or backtranslate (copies of the user turns, made "
+        "once per method and cached; data.augment sets factor, seed and the rewrite endpoint; held-out never)",
+        LOCAL,
+        None,
     ),
 )
 BY_NAME: Mapping[str, Hyperparameter] = {h.name: h for h in HYPERPARAMETERS}

@@ -50,8 +50,22 @@ def _cache_dir(spec: str, gguf: Path) -> Path:
     return cache_root() / "models" / f"{spec}-{gguf.stat().st_size}"
 
 
+# Specs naming a model in an MLflow store: a registered version or a trial run's weights. Resolving
+# them needs MLflow (harness.lifecycle.lineage turns them into a local directory before loading).
+TRACKED_PREFIXES = ("models:/", "run:")
+
+
+def is_tracked(spec: str) -> bool:
+    return spec.startswith(TRACKED_PREFIXES)
+
+
 def resolve(spec: str) -> ModelSource:
     """Where the weights for ``spec`` live, converting a packaged GGUF on first use."""
+    if is_tracked(spec):
+        raise ModelError(
+            f"{spec!r} names a model in an MLflow store: resolve it to a local directory first"
+            " (harness.lifecycle.lineage.resolve_base does, for a study's base_model)"
+        )
     if spec in PACKAGED:
         gguf = packaged_gguf(spec)
         target = _cache_dir(spec, gguf)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from harness.config import Range, SearchSpace
-from harness.hyperparams import HYPERPARAMETERS, Hyperparameter, TrialParams
+from harness.hyperparams import HYPERPARAMETERS, LOCAL_METHODS, REMOTE_METHODS, Hyperparameter, TrialParams
 
 __all__ = ["TrialParams", "suggest", "suggest_value"]
 
@@ -50,11 +50,19 @@ def suggest(trial: Suggester, space: SearchSpace, backend: str = "local") -> Tri
         spec = getattr(space, hp.name, None)  # a backend's search space has only its own keys
         if hp.name == "method" or backend not in hp.backends or spec is None:
             continue
-        if hp.methods is not None and method not in hp.methods:
+        if not _on_branch(hp, method, backend):
             continue
         values[hp.name] = _typed(hp, _targets(trial, spec) if hp.type is tuple else suggest_value(trial, hp.name, spec))
     training_args = {key: suggest_value(trial, f"training_args.{key}", spec) for key, spec in space.extra_args.items()}
     return TrialParams(training_args=training_args, **values)
+
+
+def _on_branch(hp: Hyperparameter, method: str, backend: str) -> bool:
+    """Whether ``hp`` is sampled on the branch of ``method``. A key tied to methods the backend's
+    search space does not offer (beta locally: dpo is the study's training.method, not a branch)
+    is refused by the config in studies that do not use it, so where it is set it is sampled."""
+    branches = LOCAL_METHODS if backend == "local" else REMOTE_METHODS
+    return hp.methods is None or method in hp.methods or not hp.methods & set(branches)
 
 
 def _targets(trial: Suggester, spec: Any) -> Any:

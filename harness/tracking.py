@@ -7,6 +7,7 @@ metrics travel in ``log_batch`` calls: one database round-trip per batch, not pe
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -19,6 +20,7 @@ TAG_ROLE = "harness.role"  # parent | baseline | eval; trials have none
 PARENT_ROLE = "parent"
 BASELINE_ROLE = "baseline"
 EVAL_ROLE = "eval"
+SYNTHESIS_ROLE = "synthesis"  # a `harness data synth` run
 TAG_STUDY = "harness.study"
 TAG_TRIAL = "harness.trial_number"
 TAG_STATE = "harness.trial_state"
@@ -30,6 +32,13 @@ TAG_DATASET = "harness.dataset_digest"
 TAG_MODEL_SPEC = "harness.eval_model"  # on eval runs: the --model spec
 TAG_REGISTERED = "harness.registered_model"  # on eval runs of a registered version
 TAG_VERSION = "harness.model_version"
+# Lineage of a study whose base_model names a tracked model (models:/NAME@ALIAS, models:/NAME/3, run:ID):
+# on its parent run, every trial run and the versions registered from them.
+TAG_BASE_MODEL = "harness.base_model"  # the base as pinned: models:/NAME/VERSION or run:ID (else the config's)
+TAG_BASE_SOURCE = "harness.base_model_source"  # the spec as the config wrote it
+TAG_BASE_VERSION = "harness.base_model_version"  # NAME/VERSION, when it is a registered version
+TAG_BASE_RUN = "harness.base_model_run_id"  # the run whose weights it is
+LINEAGE_TAGS = (TAG_BASE_SOURCE, TAG_BASE_VERSION, TAG_BASE_RUN)
 # Model version tags.
 TAG_RUN_ID = "harness.run_id"
 TAG_KIND = "harness.model_kind"
@@ -38,6 +47,7 @@ TAG_PROMOTION_INTERVAL = "harness.promotion_interval"  # JSON: the paired interv
 # Registered model tag: "<owner uuid>:<unix expiry>" while a promotion holds its lock.
 TAG_PROMOTION_LOCK = "harness.promotion_lock"
 _BATCH_METRICS = 1000
+log = logging.getLogger(__name__)
 _BATCH_PARAMS = 100
 _BATCH_TAGS = 100
 _PARAM_CHARS = 6000
@@ -52,9 +62,7 @@ def _client(tracking_uri: str) -> Any:
 
 def _ensure_local_store(tracking_uri: str) -> None:
     if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri.removeprefix("sqlite:///")).expanduser().parent.mkdir(
-            parents=True, exist_ok=True
-        )
+        Path(tracking_uri.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
 def default_artifact_location(tracking_uri: str) -> str | None:
@@ -79,11 +87,7 @@ class Tracker:
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
 
     def find_runs(self, filter_string: str, max_results: int = 1000) -> list[Any]:
-        return list(
-            self.client.search_runs(
-                [self.experiment_id], filter_string=filter_string, max_results=max_results
-            )
-        )
+        return list(self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=max_results))
 
     def parent_run(self, study_name: str, tags: Mapping[str, str]) -> str:
         """The study's parent run: reopened when the study resumes, created otherwise."""
@@ -132,6 +136,26 @@ class Tracker:
 
     def log_artifacts(self, run_id: str, local_dir: Path, artifact_path: str) -> None:
         self.client.log_artifacts(run_id, str(local_dir), artifact_path)
+
+    def log_artifact(self, run_id: str, local_file: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(local_file), artifact_path)
+
+    def run(self, name: str, tags: Mapping[str, str]) -> str:
+        """A top-level run that belongs to no study (a data synthesis)."""
+        return self.client.create_run(self.experiment_id, tags=dict(tags), run_name=name).info.run_id
+
+    def log_dataset(self, run_id: str, rows: list[dict[str, Any]], source: str, name: str, context: str) -> str:
+        """``rows`` as an MLflow dataset input of the run (``mlflow.data.from_pandas``: schema,
+        profile and content digest in the run's Datasets); returns that digest."""
+        import mlflow.data
+        import pandas as pd
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        dataset = mlflow.data.from_pandas(pd.DataFrame(rows), source=source, name=name)
+        tags = [InputTag(key=MLFLOW_DATASET_CONTEXT, value=context)]
+        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset=dataset._to_mlflow_entity(), tags=tags)])
+        return str(dataset.digest)
 
     def log_figure(self, run_id: str, figure: Any, artifact_file: str) -> None:
         self.client.log_figure(run_id, figure, artifact_file)
@@ -184,7 +208,11 @@ class MetricBuffer:
         self.last_step = 0
 
     def add(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        """Queue points; ``step=None`` means the latest step seen (final values end the curve)."""
+        """Queue points; ``step=None`` means the latest step seen (final values end the curve).
+
+        A batch that cannot be sent now (the tracking server is away past MLflow's own retries)
+        stays queued and goes with the next one: training never stops for the tracking store.
+        """
         from mlflow.entities import Metric
 
         step = self.last_step if step is None else step
@@ -193,13 +221,18 @@ class MetricBuffer:
         self._pending += [Metric(k, float(v), now, step) for k, v in metrics.items()]
         due = time.monotonic() - self._last_flush >= self.flush_seconds
         if len(self._pending) >= self.flush_every or due:
-            self.flush()
+            try:
+                self.flush()
+            except Exception as error:  # MlflowException, requests' errors: kept, sent later
+                log.warning("%d metric points kept for later: %s", len(self._pending), error)
 
     def flush(self) -> None:
+        """Send every queued point; what could not be sent stays queued and the error propagates."""
         self._last_flush = time.monotonic()
-        pending, self._pending = self._pending, []
-        for i in range(0, len(pending), _BATCH_METRICS):
-            self.tracker.client.log_batch(self.run_id, metrics=pending[i : i + _BATCH_METRICS])
+        while self._pending:
+            batch = self._pending[:_BATCH_METRICS]
+            self.tracker.client.log_batch(self.run_id, metrics=batch)
+            del self._pending[: len(batch)]
             self.batches_sent += 1
 
 

@@ -118,9 +118,14 @@ def postgres_databases() -> Iterator[Callable[[], str]]:
 
     server = make_url(POSTGRES_URL)
     libpq = server.set(drivername="postgresql").render_as_string(hide_password=False)  # no "+driver"
-    try:
+
+    def admin() -> Any:
+        # A connection per statement: a test may restart the server under a long-lived one.
         # autocommit: CREATE/DROP DATABASE cannot run inside a transaction.
-        admin = psycopg.connect(libpq, connect_timeout=5, autocommit=True)
+        return psycopg.connect(libpq, connect_timeout=5, autocommit=True)
+
+    try:
+        admin().close()
     except psycopg.OperationalError as exc:
         reason = f"PostgreSQL not reachable at {server.render_as_string()}: {' '.join(str(exc).split())}"
         if os.environ.get("CI") == "true":
@@ -130,15 +135,16 @@ def postgres_databases() -> Iterator[Callable[[], str]]:
 
     def create() -> str:
         names.append(f"harness_test_{uuid.uuid4().hex[:12]}")
-        admin.execute(f'CREATE DATABASE "{names[-1]}"')
+        with admin() as connection:
+            connection.execute(f'CREATE DATABASE "{names[-1]}"')
         return server.set(database=names[-1]).render_as_string(hide_password=False)
 
-    with admin:
-        try:
-            yield create
-        finally:
+    try:
+        yield create
+    finally:
+        with admin() as connection:
             for name in names:  # FORCE: a connection pool may still hold connections to it
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -147,44 +153,71 @@ def postgres_url(postgres_databases: Callable[[], str]) -> str:
     return postgres_databases()
 
 
-@pytest.fixture
-def mlflow_server(postgres_databases: Callable[[], str], tmp_path: Path) -> Iterator[str]:
-    """A real ``mlflow server`` on a free loopback port: PostgreSQL backend store, artifacts served
-    over HTTP from tmp_path/served-artifacts. Stopped at teardown."""
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+class MlflowServer:
+    """A real ``mlflow server`` process on a fixed loopback port; stop and start it at will."""
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    mlflow = Path(sys.executable).with_name("mlflow")
-    command = [str(mlflow), "server", "--backend-store-uri", postgres_databases(), "--serve-artifacts"]
-    command += ["--artifacts-destination", str(tmp_path / "served-artifacts"), "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--workers", "1"]
-    log = (tmp_path / "mlflow-server.log").open("w")
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    def __init__(self, backend_store: str, root: Path) -> None:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.backend_store, self.root = backend_store, root
+        self.log_path = root / "mlflow-server.log"
+        self.process: Any = None
+
+    def start(self) -> None:
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+
+        mlflow = Path(sys.executable).with_name("mlflow")
+        command = [str(mlflow), "server", "--backend-store-uri", self.backend_store, "--serve-artifacts"]
+        command += ["--artifacts-destination", str(self.root / "served-artifacts"), "--host", "127.0.0.1"]
+        command += ["--port", str(self.port), "--workers", "1"]
+        with self.log_path.open("a") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 180
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as reply:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as reply:
                     if reply.status == 200:
-                        break
+                        return
             except OSError:
                 pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not start: {(tmp_path / 'mlflow-server.log').read_text()[-2000:]}")
-            time.sleep(1)
-        yield url
-    finally:
-        server.terminate()
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not start: {self.log_path.read_text()[-2000:]}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.process is None:
+            return
+        self.process.terminate()
         try:
-            server.wait(timeout=30)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+@pytest.fixture
+def mlflow_server_process(postgres_databases: Callable[[], str], tmp_path: Path) -> Iterator[MlflowServer]:
+    """A real ``mlflow server``: PostgreSQL backend store, artifacts served over HTTP from
+    tmp_path/served-artifacts. Stopped at teardown."""
+    server = MlflowServer(postgres_databases(), tmp_path)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mlflow_server(mlflow_server_process: MlflowServer) -> str:
+    """The URL of a real ``mlflow server`` (see mlflow_server_process)."""
+    return mlflow_server_process.url

@@ -79,7 +79,7 @@ def test_not_yaml_mapping(tmp_path: Path) -> None:
         ({"backend": "openai", "search_space": {"method": "supervised", "dropout": 0.1}}, "search_space.dropout: not a hyperparameter of the remote"),
         ({"backend": "openai", "search_space": {"method": "lora"}}, "search_space.method: lora not available on the openai backend"),
         ({"backend": "azure_openai", "search_space": {"method": "supervised", "training_args": {"weight_decay": 0.1}}}, "search_space.training_args: TrainingArguments exist only on the local backend"),
-        ({"search_space": {"beta": 0.1}}, "search_space.beta: not a hyperparameter of the local backend"),
+        ({"search_space": {"beta": 0.1}}, "search_space.beta: only used with training.method dpo"),
         ({"backend": "openai", "search_space": {"method": "supervised", "beta": 0.1}}, "search_space.beta: only used with method dpo"),
         ({"backend": "openai", "training": {"eval_steps": 3}}, "training: unknown key"),
         ({"openai": {"max_concurrent_jobs": 3}}, "openai: unknown key"),

@@ -16,6 +16,7 @@ LAYERS = (
     ("harness.study",),
     ("harness.lifecycle",),
     ("harness.backends",),
+    ("harness.synthesis",),
     ("harness.evaluation",),
     ("harness.answering", "harness.generation", "harness.models", "harness.data", "harness.tracking", "harness.storage",
      "harness.objective", "harness.search_space", "harness.device", "harness.retry"),

@@ -25,7 +25,7 @@ def study_names(url: str) -> list[str]:
 
 def test_a_study_on_postgresql_is_created_and_read_back(postgres_url: str) -> None:
     storage = make_storage(postgres_url)
-    assert isinstance(storage, optuna.storages.RDBStorage)
+    assert isinstance(storage.inner, optuna.storages.RDBStorage)
     study = optuna.create_study(study_name="pg-study", storage=storage, direction="minimize")
     study.set_user_attr("harness.note", "written by the test")
     study.optimize(lambda trial: (trial.suggest_float("x", -1.0, 1.0) - 0.25) ** 2, n_trials=3)
@@ -41,3 +41,19 @@ def test_a_study_on_postgresql_is_created_and_read_back(postgres_url: str) -> No
 def test_an_unknown_study_on_postgresql_is_a_key_error(postgres_url: str) -> None:
     with pytest.raises(KeyError):
         load_study("never-created", postgres_url)
+
+
+def test_connections_cut_by_the_server_are_replaced(postgres_url: str) -> None:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    study = optuna.create_study(study_name="cut", storage=make_storage(postgres_url))
+    study.optimize(lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=1)
+    url = make_url(postgres_url)
+    admin = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as connection:  # what a server restart does to a pool
+        connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (url.database,)
+        )
+    study.optimize(lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=2)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3

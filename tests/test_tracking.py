@@ -1,5 +1,8 @@
 from pathlib import Path
+from typing import Any
 
+import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from harness.tracking import MetricBuffer, Tracker
@@ -35,3 +38,25 @@ def test_artifacts_live_beside_the_sqlite_store(tmp_path: Path) -> None:
     tracker = Tracker(uri, "exp")
     location = MlflowClient(uri).get_experiment(tracker.experiment_id).artifact_location
     assert location.startswith((tmp_path / "store" / "artifacts").as_uri())
+
+
+def test_points_that_cannot_be_sent_are_kept_and_sent_later(tmp_path: Path, monkeypatch: Any) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = Tracker(uri, "exp")
+    child = tracker.child_run(tracker.parent_run("exp", {}), "trial-0", {})
+    buffer = MetricBuffer(tracker, child, flush_every=10, flush_seconds=3600)
+    real_log_batch = tracker.client.log_batch
+
+    def server_away(*args: Any, **kwargs: Any) -> None:
+        raise MlflowException("API request failed: Connection refused")
+
+    monkeypatch.setattr(tracker.client, "log_batch", server_away)
+    for step in range(25):  # two flushes fail while training goes on
+        buffer.add({"train_loss": float(step)}, step)
+    with pytest.raises(MlflowException):
+        buffer.flush()  # the last flush says so: the run must not end as if all were logged
+
+    monkeypatch.setattr(tracker.client, "log_batch", real_log_batch)  # the server is back
+    buffer.flush()
+    history = MlflowClient(uri).get_metric_history(child, "train_loss")
+    assert [m.step for m in history] == list(range(25))

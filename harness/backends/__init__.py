@@ -11,6 +11,10 @@ if TYPE_CHECKING:
 
 def create(config: StudyConfig) -> Backend:
     """The backend a config names; heavy imports happen only for the one chosen."""
+    if config.backend == "local" and config.training.method == "dpo":
+        from harness.backends.local.dpo import DPOBackend
+
+        return DPOBackend(config)
     if config.backend == "local":
         from harness.backends.local.backend import LocalBackend
 

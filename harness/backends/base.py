@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +27,9 @@ class TrialContext:
     log_text: Callable[[str, str], None] = lambda text, artifact_file: None
     # Sum of a numeric user attr over the study's other trials (spend so far, for budgets).
     spent: Callable[[str], float] = lambda key: 0.0
+    # A lock named ``name`` that every worker of the study shares (held in the study's storage):
+    # what makes check-then-record steps, like reserving budget, atomic across processes.
+    exclusive: Callable[[str], AbstractContextManager[Any]] = lambda name: nullcontext()
     # The trial's MLflow run id: names its local work directory (one per run, never reused).
     run_id: str = ""
 
@@ -36,15 +40,24 @@ class TrialStopped(Exception):
     ``run_status`` "KILLED" for a cancelled job (the trial still ends as FAIL in Optuna);
     ``stop_study`` True when no further trial should start (a budget would be exceeded).
     ``code`` is the remote error code, logged as a tag.
+    ``resumable`` True when the work goes on elsewhere (a remote job still training): the trial is
+    marked interrupted, so the next sweep or worker on the study runs it again and reattaches.
     """
 
     def __init__(
-        self, message: str, *, run_status: str = "FAILED", stop_study: bool = False, code: str = ""
+        self,
+        message: str,
+        *,
+        run_status: str = "FAILED",
+        stop_study: bool = False,
+        code: str = "",
+        resumable: bool = False,
     ) -> None:
         super().__init__(message)
         self.run_status = run_status
         self.stop_study = stop_study
         self.code = code
+        self.resumable = resumable
 
 
 @dataclass(frozen=True)

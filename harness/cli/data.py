@@ -10,17 +10,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.cli.common import app, console, fail, load, quiet_libraries
+from harness.cli.common import app, console, fail, load, progress_bars, quiet_libraries, registry_errors
 from harness.config import LocalStudyConfig, RemoteStudyConfig, StudyConfig
 from harness.data.chat import DataError
 from harness.data.check import Summary, read_all, summarise
 from harness.data.prices import Price, PriceError, load_price
 from harness.data.split import SplitError, split_file, write_split
-from harness.models import ModelError, load_tokenizer
+from harness.models import ModelError, is_tracked, load_tokenizer
 
 data_app = typer.Typer(
     no_args_is_help=True,
-    help="Check chat / preference JSONL before paying for training on it; split it into train and held-out.",
+    help="Check chat / preference JSONL before paying for training on it; split it into train and held-out;"
+    " make DPO preference pairs from a chat file and a model's own answers.",
 )
 app.add_typer(data_app, name="data")
 
@@ -35,6 +36,13 @@ def _settings(
     """Tokenizer spec, max_seq_length, system prompt and price: options over the config."""
     # A remote study's base_model names a hosted model with no local tokenizer: count with SmolLM2.
     local_model = config.base_model if isinstance(config, LocalStudyConfig) else None
+    if tokenizer is None and local_model is not None and is_tracked(local_model):
+        from harness.lifecycle.lineage import resolve_base
+
+        try:  # a fine-tune in the MLflow store (lineage): its local copy has the tokenizer
+            local_model = resolve_base(config).config.base_model  # type: ignore[arg-type]
+        except registry_errors() as exc:
+            raise fail(str(exc)) from None
     spec = tokenizer or local_model or DEFAULT_TOKENIZER
     length = max_seq_length or (config.max_seq_length if config else DEFAULT_MAX_SEQ_LENGTH)
     system_prompt = config.system_prompt if config else None
@@ -150,3 +158,33 @@ def split_command(
         f"{planned.examples} examples in {planned.groups} prompt groups: "
         f"{len(planned.train)} -> {out_train}, {len(planned.heldout)} -> {out_heldout}"
     )
+
+
+@data_app.command(name="pairs")
+def pairs_command(
+    config_path: Annotated[
+        Path, typer.Argument(metavar="CONFIG", help="an SFT study: its training file, system prompt and tracking URI")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="where the DPO preference JSONL goes")],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", help="who answers: base (the study's) | run:RUN_ID | models:/NAME@ALIAS | models:/NAME/VERSION"
+        ),
+    ] = "base",
+    limit: Annotated[int | None, typer.Option(min=1, help="only the first N training examples")] = None,
+) -> None:
+    """Preference pairs: the reference answer preferred, the model's own greedy answer not (same ones skipped)."""
+    from harness.lifecycle.pairs import make_pairs
+
+    config = load(config_path, [])
+    quiet_libraries()
+    try:
+        with progress_bars() as bars:
+            result = make_pairs(config, out, model, limit, bars)
+    except registry_errors() as exc:
+        raise fail(str(exc)) from None
+    skipped = f"{result.same} skipped (the answer was the reference or empty)"
+    if result.unusable:
+        skipped += f", {result.unusable} skipped (the prompt does not end with the user's turn)"
+    console.print(f"{result.written} pairs -> {escape(str(out))}; {skipped}", highlight=False, soft_wrap=True)

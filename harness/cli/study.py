@@ -156,10 +156,11 @@ def _sweep_with_workers(config_path: Path, args: list[str], config: StudyConfig,
 
 def _dry_run(config: StudyConfig) -> None:
     from harness import backends
+    from harness.lifecycle.lineage import resolve_base
     from harness.study.sampling import sample_params
 
     try:
-        text = backends.create(config).dry_run(sample_params(config, config.n_trials or 5))
+        text = backends.create(resolve_base(config).config).dry_run(sample_params(config, config.n_trials or 5))
     except setup_errors() as exc:
         raise fail(str(exc)) from None
     Console().print(text, highlight=False, markup=False, soft_wrap=True)

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from harness.data.chat import ROLES, DataError, read_lines, read_records
+from harness.data.chat import ROLES, DataError, Example, read_lines, read_records
 
 Format = Literal["chat", "dpo"]
 DPO_KEYS = frozenset({"input", "preferred_output", "non_preferred_output"})
@@ -106,3 +106,31 @@ def preference_problems(record: Any) -> list[str]:
 def load_preferences(path: Path) -> list[dict[str, Any]]:
     """Parse and check every DPO line; raise DataError listing all problems with file:line."""
     return [record for _, record in read_records(path, preference_problems)]
+
+
+def load_sourced(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """Like ``load_preferences``, each record with its ``file:line``."""
+    return read_records(path, preference_problems)
+
+
+def with_system_prompt(record: dict[str, Any], system_prompt: str | None) -> dict[str, Any]:
+    """Prepend the study's system prompt to the input when it has none (as chat examples get it)."""
+    messages = record["input"]["messages"]
+    if not system_prompt or messages[0].get("role") == "system":
+        return record
+    system = {"role": "system", "content": system_prompt}
+    return {**record, "input": {**record["input"], "messages": [system, *messages]}}
+
+
+def reference_example(source: str, record: dict[str, Any]) -> Example:
+    """The pair as a chat example whose reference is the preferred output: what evaluation compares with."""
+    return Example((*record["input"]["messages"], *record["preferred_output"]), source)
+
+
+def make_record(prompt: list[dict[str, Any]], preferred: str, non_preferred: str) -> dict[str, Any]:
+    """One OpenAI DPO record: ``prompt`` (ending with the user's turn) and the two answers to it."""
+    return {
+        "input": {"messages": [{"role": m["role"], "content": m["content"]} for m in prompt]},
+        "preferred_output": [{"role": "assistant", "content": preferred}],
+        "non_preferred_output": [{"role": "assistant", "content": non_preferred}],
+    }

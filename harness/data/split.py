@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.data.chat import DataError, Example, load_jsonl, read_numbered, record_problems, with_system_prompt
-from harness.data.preference import Format, detect_format, preference_problems
+from harness.data.preference import Format, detect_format, load_sourced, preference_problems, reference_example
+from harness.data.preference import with_system_prompt as with_system
 
 if TYPE_CHECKING:
     from harness.config import DataConfig
@@ -91,8 +92,41 @@ def split_examples(examples: Sequence[Example], ratio: float, seed: int) -> tupl
     return split_items(examples, keys, ratio, seed)
 
 
+Sourced = tuple[str, dict[str, Any]]  # (file:line, preference record)
+
+
+def load_preference_splits(data: DataConfig, system_prompt: str | None) -> tuple[list[Sourced], list[Sourced]]:
+    """Train and validation DPO records per the config, system prompt applied; raises DataError
+    (file:line) when a file is not preference JSONL or any record is bad."""
+    for path in (data.train_file, data.validation_file):
+        if path is not None and path.exists() and detect_format(path) != "dpo":
+            raise DataError(
+                [
+                    f"{path}: chat JSONL, but a DPO study trains on preference JSONL (input / "
+                    "preferred_output / non_preferred_output); see `harness data pairs`"
+                ]
+            )
+    train = load_sourced(data.train_file)
+    if data.validation_file is not None:
+        validation = load_sourced(data.validation_file)
+    else:
+        keys = [group_key("dpo", record, i) for i, (_, record) in enumerate(train, start=1)]
+        train, validation = split_items(train, keys, data.validation_split or 0.2, data.shuffle_seed)
+
+    def prompted(pairs: list[Sourced]) -> list[Sourced]:
+        return [(source, with_system(record, system_prompt)) for source, record in pairs]
+
+    return prompted(train), prompted(validation)
+
+
 def load_splits(data: DataConfig, system_prompt: str | None) -> tuple[list[Example], list[Example]]:
-    """Train and validation examples per the config, system prompt applied; raises DataError."""
+    """Train and validation examples per the config, system prompt applied; raises DataError.
+
+    Preference (DPO) data gives each pair as a chat example whose reference is the preferred output.
+    """
+    if detect_format(data.train_file) == "dpo":
+        train_pairs, validation_pairs = load_preference_splits(data, system_prompt)
+        return [reference_example(*p) for p in train_pairs], [reference_example(*p) for p in validation_pairs]
     train = load_jsonl(data.train_file)
     if data.validation_file is not None:
         validation = load_jsonl(data.validation_file)

@@ -24,11 +24,12 @@ from harness.answering import Answerer
 from harness.config import ConfigError, LocalStudyConfig, RemoteStudyConfig, StudyConfig
 from harness.data.split import load_splits
 from harness.evaluation.trial import open_evaluator
+from harness.lifecycle.lineage import REGISTERED as _REGISTERED
+from harness.lifecycle.lineage import resolve_base
 from harness.objective import ObjectiveMetricMissing, objective_metrics, objective_value
 from harness.tracking import EVAL_ROLE, TAG_MODEL_SPEC, TAG_ROLE, TAG_STUDY, Tracker
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-_REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 
 
 class ModelSpecError(ConfigError):
@@ -141,6 +142,7 @@ def evaluate_model(config: StudyConfig, spec: str) -> EvalResult:
     """Load the model (failing before any run exists), evaluate it, log a FINISHED run."""
     if not config.evaluation.enabled:
         raise ConfigError("evaluation.enabled is false in this config: nothing to evaluate with")
+    config = resolve_base(config).config  # a base_model that is a tracked fine-tune: its local copy
     tracker = Tracker(config.mlflow.tracking_uri, config.study_name, config.mlflow.artifact_location)
     answer, source_tags = resolve(config, spec, tracker.client)
     train, heldout = load_splits(config.data, config.system_prompt)

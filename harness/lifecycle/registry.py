@@ -31,6 +31,8 @@ from harness.lifecycle.serving import log_model, tracking_uri
 from harness.lifecycle.weights import trial_model
 from harness.storage import ATTR_RUN_ID, make_storage
 from harness.tracking import (
+    LINEAGE_TAGS,
+    TAG_BASE_MODEL,
     TAG_DATASET,
     TAG_EVAL_DIGEST,
     TAG_KIND,
@@ -45,7 +47,8 @@ from harness.tracking import (
 
 log = logging.getLogger(__name__)
 # On evaluation runs of a registered model (harness eval, champion re-evaluation).
-COPIED_RUN_TAGS = (TAG_STUDY, TAG_TRIAL, "harness.base_model", TAG_DATASET, "harness.backend", TAG_EVAL_DIGEST)
+# The lineage tags (a base that is itself a fine-tune) go onto the version too.
+COPIED_RUN_TAGS = (TAG_STUDY, TAG_TRIAL, TAG_BASE_MODEL, TAG_DATASET, "harness.backend", TAG_EVAL_DIGEST, *LINEAGE_TAGS)
 CHAMPION = "champion"
 PREVIOUS = "previous"
 

@@ -47,7 +47,7 @@ class ModelSpec:
     """How to load a model; stored beside its weights as JSON."""
 
     kind: Kind
-    base_model: str  # a harness base spec: "smollm2", a local dir or a hub id
+    base_model: str  # a harness base spec: "smollm2", a local dir, a hub id; or pinned lineage (models:/N/V, run:ID)
     system_prompt: str | None = None  # the study's; added to prompts that have none, as in training
     backend: str = "local"  # local | openai | azure_openai
     remote_model: str | None = None  # the fine-tuned model id
@@ -186,15 +186,57 @@ def load_local(spec: ModelSpec, weights: Path) -> LocalAnswerer:
         from peft import PeftModel
 
         # Not models.load_base: that one is shared in this process, and peft would modify it.
-        source = models.resolve(spec.base_model)
-        try:
-            base = AutoModelForCausalLM.from_pretrained(source.path, dtype="float32", local_files_only=offline)
-        except OSError as exc:
-            raise models.ModelError(f"cannot load the LoRA adapter's base {spec.base_model!r}: {exc}") from exc
+        if models.is_tracked(spec.base_model):  # a base that is itself a fine-tune (lineage), pinned
+            base = load_tracked(spec.base_model).model
+        else:
+            source = models.resolve(spec.base_model)
+            try:
+                base = AutoModelForCausalLM.from_pretrained(source.path, dtype="float32", local_files_only=offline)
+            except OSError as exc:
+                raise models.ModelError(f"cannot load the LoRA adapter's base {spec.base_model!r}: {exc}") from exc
         model = PeftModel.from_pretrained(base, str(weights)).merge_and_unload()
     model.config.pad_token_id = tokenizer.pad_token_id
     model.eval()
     return LocalAnswerer(model, tokenizer)
+
+
+@contextmanager
+def local_weights(run: Any, client: Any) -> Iterator[Path]:
+    """The run's weights as a directory on this machine: its work dir when still here, else the
+    uploaded copy, downloaded into a temporary directory that is removed on exit."""
+    from harness.tracking import TAG_MODEL_DIR, TAG_REMOTE_MODEL, TAG_WEIGHTS
+
+    tags, run_id = run.data.tags, run.info.run_id
+    local = Path(tags[TAG_MODEL_DIR]) if tags.get(TAG_MODEL_DIR) else None
+    if local is not None and local.is_dir():
+        yield local
+        return
+    artifact = tags.get(TAG_WEIGHTS)
+    if not artifact:
+        where = f"{local} is not on this machine" if local else f"no {TAG_MODEL_DIR} or {TAG_REMOTE_MODEL} tag"
+        raise models.ModelError(
+            f"run {run_id} left no weights to load: {where}, and none were uploaded to the run"
+            " (full weights are uploaded only under training.log_full_weights: best or all)"
+        )
+    with tempfile.TemporaryDirectory(prefix="harness-weights-") as tmp:
+        yield Path(client.download_artifacts(run_id, artifact, tmp))
+
+
+def load_tracked(spec: str) -> LocalAnswerer:
+    """A model the MLflow store of the fluent tracking URI holds, loaded on this machine:
+    ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` (a registered version, through its pyfunc), or
+    ``run:RUN_ID`` (a trial's weights). A LoRA one comes merged into its base, which may be tracked too."""
+    from harness.tracking import TAG_BASE_MODEL
+
+    if spec.startswith("models:/"):
+        answer = mlflow.pyfunc.load_model(spec).unwrap_python_model().answer
+        if not isinstance(answer, LocalAnswerer):
+            raise models.ModelError(f"{spec} is a remote model: it has no weights to load here")
+        return answer
+    client = mlflow.MlflowClient()
+    run = client.get_run(spec.removeprefix("run:"))
+    with local_weights(run, client) as weights:
+        return load_local(local_spec(weights, run.data.tags.get(TAG_BASE_MODEL, "smollm2")), weights)
 
 
 def answerer_for(spec: ModelSpec, weights: Path | None) -> Callable[..., list[str]]:

@@ -18,7 +18,6 @@ else download the uploaded copy into a temporary directory, removed when they ar
 from __future__ import annotations
 
 import math
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,15 +27,17 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from harness.config import ObjectiveConfig
 from harness.lifecycle.selection import select_best
-from harness.lifecycle.serving import ModelSpec, local_spec, remote_spec, weights_kind
-from harness.models import ModelError
-from harness.tracking import TAG_MODEL_DIR, TAG_REMOTE_MODEL, TAG_WEIGHTS, Tracker
+
+# local_weights lives with the loaders (serving), which need it for lineage bases; importable from here too.
+from harness.lifecycle.serving import ModelSpec, local_spec, local_weights, remote_spec, weights_kind
+from harness.tracking import TAG_WEIGHTS, Tracker
 
 if TYPE_CHECKING:
     from harness.config import StudyConfig
     from harness.settings.training import FullWeightsPolicy
 
 WEIGHTS_PATH = "weights"  # the artifact directory on a trial's run
+__all__ = ["best_so_far", "keep_weights", "local_weights", "trial_model", "uploads"]
 
 
 def uploads(kind: str, policy: FullWeightsPolicy, best_so_far: bool) -> bool:
@@ -72,26 +73,6 @@ def keep_weights(tracker: Tracker, run_id: str, model_dir: Path, policy: FullWei
     tracker.log_artifacts(run_id, model_dir, WEIGHTS_PATH)
     tracker.set_tags(run_id, {TAG_WEIGHTS: WEIGHTS_PATH})
     return True
-
-
-@contextmanager
-def local_weights(run: Any, client: Any) -> Iterator[Path]:
-    """The run's weights as a directory on this machine: its work dir when still here, else the
-    uploaded copy, downloaded into a temporary directory that is removed on exit."""
-    tags, run_id = run.data.tags, run.info.run_id
-    local = Path(tags[TAG_MODEL_DIR]) if tags.get(TAG_MODEL_DIR) else None
-    if local is not None and local.is_dir():
-        yield local
-        return
-    artifact = tags.get(TAG_WEIGHTS)
-    if not artifact:
-        where = f"{local} is not on this machine" if local else f"no {TAG_MODEL_DIR} or {TAG_REMOTE_MODEL} tag"
-        raise ModelError(
-            f"run {run_id} left no weights to load: {where}, and none were uploaded to the run"
-            " (full weights are uploaded only under training.log_full_weights: best or all)"
-        )
-    with tempfile.TemporaryDirectory(prefix="harness-weights-") as tmp:
-        yield Path(client.download_artifacts(run_id, artifact, tmp))
 
 
 @contextmanager

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from harness.settings.base import Frozen
+from harness.settings.base import Frozen, env_var_name
 
 Scorer = Literal["embedding", "rouge_l", "structure", "detail", "judge"]
 # Scorers that read only the two texts (no LLM): cheap, deterministic, and what the composite uses.
@@ -20,7 +19,6 @@ StructuredOutput = Literal["auto", "json_schema", "json_object", "none"]
 # The key each endpoint kind reads when api_key_env is not given; a custom base_url and the local
 # llama.cpp servers get none, so a provider's key never travels to a server it does not belong to.
 DEFAULT_KEY_ENV: dict[str, str] = {"openai": "OPENAI_API_KEY", "azure_openai": "AZURE_OPENAI_API_KEY"}
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class JudgeConfig(Frozen):
@@ -65,10 +63,7 @@ class JudgeConfig(Frozen):
     @field_validator("api_key_env")
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
-        # The message leaves the value out: what was pasted here may be the key itself.
-        if value is not None and not _ENV_NAME.fullmatch(value):
-            raise ValueError("must name an environment variable (letters, digits, _), not hold a key")
-        return value
+        return env_var_name(value)
 
     @model_validator(mode="after")
     def _no_key_for_llama_cpp(self) -> JudgeConfig:

@@ -43,6 +43,9 @@ class OpenAIConfig(Frozen):
     poll_interval_s: float = Field(default=30.0, gt=0)
     poll_backoff: float = Field(default=1.5, ge=1.0)
     poll_max_interval_s: float = Field(default=300.0, gt=0)
+    # How long polling may fail (past each request's retries) while the job trains on: the trial
+    # waits that long, then stops as interrupted, and the next sweep or worker reattaches to the job.
+    poll_outage_max_s: float = Field(default=6 * 3600.0, gt=0)
     # Bounded retries of one request (429 without quota problems, 5xx, timeouts).
     max_retries: int = Field(default=5, ge=0)
     retry_max_wait_s: float = Field(default=600.0, gt=0)

@@ -13,6 +13,7 @@ from pydantic import Field, create_model, field_validator, model_validator
 
 from harness.hyperparams import HYPERPARAMETERS, LOCAL_METHODS, REMOTE_METHODS, Hyperparameter
 from harness.settings.base import Frozen
+from harness.settings.synthesis import AUGMENTATIONS
 
 Scalar = int | float | str | bool
 
@@ -87,6 +88,14 @@ class _SearchSpaceBase(Frozen):
         bad = [v for v in values if v not in allowed]
         if isinstance(value, Range) or bad:
             raise ValueError(f"method must be one of {sorted(allowed)} or a list of them, got {value!r}")
+        return value
+
+    @field_validator("augmentation", check_fields=False)
+    @classmethod
+    def _known_augmentations(cls, value: Any) -> Any:
+        values = value if isinstance(value, list) else [value]
+        if value is not None and (isinstance(value, Range) or any(v not in AUGMENTATIONS for v in values)):
+            raise ValueError(f"augmentation must be one of {list(AUGMENTATIONS)} or a list of them, got {value!r}")
         return value
 
 

@@ -10,9 +10,14 @@ from pydantic import Field
 from harness.settings.base import Frozen
 
 FullWeightsPolicy = Literal["best", "all", "none"]
+# What a local study trains for, and so which data it reads: sft on chat JSONL, dpo (TRL's
+# DPOTrainer) on OpenAI's preference JSONL. Study-level, because the data format follows from it;
+# search_space.method (lora | full) still picks which weights train.
+TrainingMethod = Literal["sft", "dpo"]
 
 
 class TrainingConfig(Frozen):
+    method: TrainingMethod = "sft"
     base_learning_rate: dict[Literal["lora", "full"], float] = Field(
         default_factory=lambda: {"lora": 2e-4, "full": 2e-5}
     )
@@ -26,6 +31,9 @@ class TrainingConfig(Frozen):
     work_dir: Path = Path("~/.cache/harness/work")
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     group_by_length: bool = True
+    # Examples of a micro-batch packed in one row (no pad token computed; attention kept inside each
+    # example), where a check on the model shows its attention takes packed rows; else dynamic padding.
+    packing: Literal["auto", "on", "off"] = "auto"
     seed: int = 0
     # Which COMPLETE trials upload their full fine-tuned weights to their MLflow run (LoRA adapters,
     # a few MB, are always uploaded). A full fine-tune of SmolLM2-135M is about 540 MB, so the

@@ -16,6 +16,9 @@ class WorkersConfig(Frozen):
     heartbeat_interval_s: int = Field(default=30, ge=1)
     grace_period_s: int = Field(default=120, ge=2)
     max_retry: int = Field(default=1, ge=0)
+    # How long a worker waits for a study database that went away (a restart, a failover) before
+    # the call fails; trials keep training meanwhile and their writes go through once it is back.
+    reconnect_s: float = Field(default=600.0, gt=0)
 
     @model_validator(mode="after")
     def _grace_exceeds_interval(self) -> WorkersConfig:

@@ -84,11 +84,13 @@ def _database_lock(url: str, name: str, timeout_s: float | None) -> Iterator[Non
     import sqlalchemy
     from sqlalchemy.pool import NullPool
 
+    from harness.storage import lost_connection, wait_for_database
+
     engine = sqlalchemy.create_engine(url, poolclass=NullPool)
     postgres = engine.dialect.name == "postgresql"
     key: int | str = lock_key(name) if postgres else hashlib.blake2b(name.encode(), digest_size=16).hexdigest()
     try:
-        with engine.connect() as connection:
+        with wait_for_database(engine.connect) as connection:
             if postgres and timeout_s is not None:
                 connection.execute(sqlalchemy.text(f"SET lock_timeout = {int(timeout_s * 1000)}"))
             take = "SELECT pg_advisory_lock(:key)" if postgres else "SELECT GET_LOCK(:key, :wait)"
@@ -105,7 +107,12 @@ def _database_lock(url: str, name: str, timeout_s: float | None) -> Iterator[Non
                 yield
             finally:
                 release = "SELECT pg_advisory_unlock(:key)" if postgres else "SELECT RELEASE_LOCK(:key)"
-                connection.execute(sqlalchemy.text(release), {"key": key})
-                connection.commit()
+                try:
+                    connection.execute(sqlalchemy.text(release), {"key": key})
+                    connection.commit()
+                except sqlalchemy.exc.DBAPIError as error:
+                    if not lost_connection(error):
+                        raise
+                    # The connection died (a database restart): the server dropped its locks with it.
     finally:
         engine.dispose()

@@ -19,6 +19,7 @@ from harness.evaluation.judge_check import CheckResult, check_judge, mentions_ju
 from harness.evaluation.tables import load_rows
 from harness.evaluation.trial import Evaluator, open_evaluator
 from harness.evaluation.trial import check as check_evaluation
+from harness.lifecycle.lineage import resolve_base
 from harness.lifecycle.registry import register_best
 from harness.lifecycle.retention import apply_retention
 from harness.storage import ATTR_RUN_ID
@@ -61,11 +62,12 @@ def run_sweep(config: StudyConfig, progress: Any = None, max_trials: int | None 
     ``max_trials`` caps this worker's own trials. The parent run ends truthfully: RUNNING while any
     worker still runs a trial, else this worker's outcome.
     """
-    backend = backends.create(config)
+    base = resolve_base(config)  # a base_model that is a tracked fine-tune: pinned and local, once
+    backend = backends.create(base.config)
     dataset = backend.prepare()  # bad data or model raise here, before any run or trial exists
     train, heldout = evaluation_examples(config)
     check_evaluation(config.evaluation)
-    tags = parent_tags(config, dataset)
+    tags = {**parent_tags(config, dataset), **base.tags}  # lineage tags: on the parent and every trial
     with study_lock(config.storage, f"{config.study_name}:setup"):
         # Stores are created here (tables, migrations, the experiment): simultaneous first starts race.
         tracker = Tracker(config.mlflow.tracking_uri, config.study_name, config.mlflow.artifact_location)

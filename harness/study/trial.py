@@ -17,6 +17,7 @@ from harness.lifecycle.weights import best_so_far, keep_weights
 from harness.objective import objective_metrics, objective_value, vs_baseline_summary
 from harness.search_space import suggest
 from harness.storage import ATTR_INTERRUPTED, ATTR_RUN_ID, ATTR_VS_BASELINE, ATTR_WORKER
+from harness.study.coordination import study_lock
 from harness.tracking import TAG_MODEL_DIR, TAG_REMOTE_MODEL, TAG_STATE, TAG_STUDY, TAG_TRIAL, MetricBuffer, Tracker
 
 # Trial state -> MLflow run status: the run never claims more than the trial achieved.
@@ -100,6 +101,7 @@ class TrialRunner:
             progress=self.progress,
             log_text=lambda text, artifact_file: self.tracker.log_text(run_id, text, artifact_file),
             spent=lambda key: _spent(trial, key),
+            exclusive=lambda name: study_lock(self.config.storage, f"{self.config.study_name}:{name}"),
             run_id=run_id,
         )
         try:
@@ -123,6 +125,8 @@ class TrialRunner:
         except TrialStopped as stopped:
             if stopped.stop_study:
                 trial.study.stop()
+            if stopped.resumable:
+                trial.set_user_attr(ATTR_INTERRUPTED, True)
             self._finish(run_id, buffer, TrialState.FAIL, stopped, status=stopped.run_status)
             raise
         except KeyboardInterrupt as stop:
@@ -162,7 +166,7 @@ class TrialRunner:
         try:
             buffer.flush()
             tags = outcome_tags(state, error)
-            if isinstance(error, KeyboardInterrupt):
+            if isinstance(error, KeyboardInterrupt) or getattr(error, "resumable", False):
                 tags["harness.interrupted"] = "true"
             self.tracker.set_tags(run_id, tags)
         finally:

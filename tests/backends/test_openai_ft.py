@@ -339,13 +339,69 @@ def test_server_errors_retry_a_bounded_number_of_times(
     fake.fail("GET", ONE_JOB, 500, payload("error_server.json"), times=2)
     backend_for(make_config(tmp_path, chat_files), fake).train(PARAMS, Recorder().ctx)
 
-    always = FakeAPI()
-    always.fail("GET", ONE_JOB, 503, payload("error_server.json"), times=100)
+    creating = FakeAPI()
+    creating.fail("POST", JOBS, 503, payload("error_server.json"), times=100)
     config = make_config(tmp_path, chat_files, openai__max_retries=2)
     with pytest.raises(TrialStopped) as stopped:
-        backend_for(config, always).train(PARAMS, Recorder().ctx)
+        backend_for(config, creating).train(PARAMS, Recorder().ctx)
     assert stopped.value.code == "http_503"
-    assert len(always.calls("GET", ONE_JOB)) == 3
+    assert not stopped.value.resumable  # no job exists: nothing to come back to
+    assert len(creating.calls("POST", JOBS)) == 3
+
+
+def test_a_polling_outage_pauses_the_trial_until_the_api_returns(
+    tmp_path: Path, chat_files: tuple[Path, Path]
+) -> None:
+    fake = FakeAPI()
+    # 30 failed requests: ten polls in a row fail past their own retries.
+    fake.fail("GET", ONE_JOB, 503, payload("error_server.json"), times=30)
+    config = make_config(tmp_path, chat_files, openai__max_retries=2)
+    recorder = Recorder()
+    result = backend_for(config, fake).train(PARAMS, recorder.ctx)
+
+    assert result.remote_model
+    assert fake.jobs[recorder.attrs[ATTR_JOB]]["status"] == "succeeded"
+    events = recorder.texts["openai/events.log"]
+    assert "polling failed (InternalServerError)" in events
+    assert "polling works again" in events
+
+
+def test_a_long_polling_outage_stops_the_trial_and_its_retry_reattaches(
+    tmp_path: Path, chat_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeAPI()
+    fake.fail("GET", ONE_JOB, 503, payload("error_server.json"), times=10_000)
+    config = make_config(
+        tmp_path, chat_files, n_trials=2, openai__poll_outage_max_s=3600.0, openai__max_concurrent_jobs=1
+    )
+    sleeps: list[float] = []
+    patched = functools.partial(
+        OpenAIBackend, http_client=fake.http_client(), sleep=sleeps.append, clock=lambda: sum(sleeps)
+    )
+    monkeypatch.setattr(openai_ft, "OpenAIBackend", patched)
+    first = run_sweep(config)
+
+    (trial,) = first.study.trials  # the outage stops the study: no second trial starts against it
+    assert trial.state == optuna.trial.TrialState.FAIL
+    (job_id,) = fake.jobs
+    assert fake.jobs[job_id]["status"] not in ("succeeded", "failed", "cancelled")  # trains on, unwatched
+    (run,) = child_runs(config)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["harness.error_code"] == "poll_outage"
+    assert run.data.tags["harness.interrupted"] == "true"
+    assert sum(sleeps) > 3600
+
+    fake.faults.clear()  # the API is back; a later sweep (any worker) picks the study up
+    use_fake(monkeypatch, fake)
+    second = run_sweep(config)
+
+    # The retry reattached to its job; the one new job is trial 2's, the second of n_trials=2.
+    assert len(fake.calls("POST", JOBS)) == 2
+    assert [c.json()["suffix"] for c in fake.calls("POST", JOBS)] == ["seed-rounds-t0", "seed-rounds-t2"]
+    retry = second.study.trials[1]
+    assert retry.state == optuna.trial.TrialState.COMPLETE
+    assert retry.user_attrs[ATTR_JOB] == job_id
+    assert child_runs(config)[1].data.params["openai_job_id"] == job_id
 
 
 def test_network_loss_while_polling_does_not_fail_the_trial(

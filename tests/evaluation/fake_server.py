@@ -23,6 +23,7 @@ class Reply:
     logprobs: bool = True
     # Sent as the whole body instead of a well-formed completion: a dict as JSON, a str verbatim.
     raw: dict[str, Any] | str | None = None
+    finish_reason: str = "stop"  # "length": cut off at max_tokens
 
 
 @dataclass
@@ -67,7 +68,7 @@ def completion(reply: Reply, want_logprobs: bool) -> dict[str, Any]:
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": reply.content},
-                "finish_reason": "stop",
+                "finish_reason": reply.finish_reason,
                 "logprobs": logprobs,
             }
         ],

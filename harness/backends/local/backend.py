@@ -5,23 +5,27 @@ from __future__ import annotations
 import copy
 import dataclasses
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+from transformers import Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
 from harness import models
 from harness.backends.base import TrainResult, TrialContext
-from harness.backends.local.callbacks import MetricsCallback, PruningCallback, RichProgressCallback
+from harness.backends.local.augmentation import AugmentedSets
+from harness.backends.local.callbacks import STEP_METRICS, MetricsCallback, PruningCallback, RichProgressCallback
+from harness.backends.local.packing import TrainedTokensCollator, choose_packing, pad_token_id, trained_token_loss
 from harness.backends.local.plan import resolve
 from harness.config import ConfigError, StudyConfig
 from harness.data import chat
+from harness.data.chat import DataError
+from harness.data.preference import detect_format
 from harness.data.split import load_splits
-from harness.data.tokenize import IGNORE_INDEX, TokenizedSet, tokenize_all
-from harness.device import use_bf16
+from harness.data.tokenize import TokenizedSet, tokenize_all
+from harness.device import cpu_features, use_bf16
 from harness.hyperparams import TrialParams
 
 
@@ -44,7 +48,7 @@ def _features(tokenized: TokenizedSet) -> list[dict[str, list[int]]]:
     ]
 
 
-def _check_training_args(names: list[str]) -> None:
+def check_training_args(names: list[str]) -> None:
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -58,17 +62,30 @@ class LocalBackend:
         self.config = config
         self.train_set: TokenizedSet | None = None
         self.eval_set: TokenizedSet | None = None
+        self.augmented: AugmentedSets | None = None  # chat training sets per augmentation (prepare)
+        self.packing = False  # packed rows, once prepare has checked the model takes them
 
     def prepare(self) -> dict[str, Any]:
-        _check_training_args(list(self.config.search_space.training_args))
+        check_training_args(list(self.config.search_space.training_args))
+        if detect_format(self.config.data.train_file) == "dpo":
+            raise DataError(
+                [
+                    f"{self.config.data.train_file}: preference (DPO) JSONL, but training.method is sft;"
+                    " set training.method: dpo to train on it"
+                ]
+            )
         train, validation = load_splits(self.config.data, self.config.system_prompt)
         tokenizer = models.load_tokenizer(self.config.base_model)
         policy = self.config.data.too_long
         self.train_set = tokenize_all(tokenizer, train, self.config.max_seq_length, policy)
         self.eval_set = tokenize_all(tokenizer, validation, self.config.max_seq_length, policy)
         self.train_examples, self.validation_examples = train, validation
-        models.load_base(self.config.base_model)
+        self.augmented = AugmentedSets(self.config, train, self.train_set)
+        base = models.load_base(self.config.base_model)
+        self.packing, batching = choose_packing(self.config.training.packing, base, _features(self.train_set))
         return {
+            "batching": batching,
+            "cpu": cpu_features() if not torch.cuda.is_available() else torch.cuda.get_device_name(),
             "dataset_digest": chat.digest(train + validation),
             "n_train": len(self.train_set.examples),
             "n_validation": len(self.eval_set.examples),
@@ -117,10 +134,14 @@ class LocalBackend:
     def training_arguments(
         self, params: TrialParams, output_dir: Path, disable_tqdm: bool = False
     ) -> TrainingArguments:
+        return TrainingArguments(**self.training_kwargs(params, output_dir, disable_tqdm))
+
+    def training_kwargs(self, params: TrialParams, output_dir: Path, disable_tqdm: bool = False) -> dict[str, Any]:
+        """TrainingArguments fields of a trial (TRL's configs take the same ones, and more)."""
         t = self.config.training
         plan = self.plan(params)
         on_cpu = not torch.cuda.is_available()
-        return TrainingArguments(
+        return dict(
             output_dir=str(output_dir),
             num_train_epochs=params.epochs,
             per_device_train_batch_size=plan.micro_batch,
@@ -142,6 +163,7 @@ class LocalBackend:
             seed=t.seed,
             dataloader_num_workers=0,
             remove_unused_columns=False,
+            prediction_loss_only=True,  # evaluation needs the loss, not every logit gathered
             disable_tqdm=disable_tqdm,
             **params.training_args,
         )
@@ -155,33 +177,67 @@ class LocalBackend:
             train_dataset=_features(self.train_set),
             eval_dataset=_features(self.eval_set),
             processing_class=tokenizer,
-            data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
+            data_collator=TrainedTokensCollator(pad_token_id(tokenizer), pack=self.packing),
+            compute_loss_func=trained_token_loss,  # the LM head and loss on trained targets only
             callbacks=callbacks,
         )
         trainer.remove_callback(PrinterCallback)  # with tqdm off it would print every log dict
         return trainer
 
-    def train(self, params: TrialParams, ctx: TrialContext) -> TrainResult:
-        """Train one trial; the trained model stays in memory for ``answer`` until ``release``."""
+    # Trainer log keys -> the trial's metric names (a subclass's trainer logs more).
+    step_metrics: Mapping[str, str] = STEP_METRICS
+
+    def trial_trainer(self, params: TrialParams, model: Any, work: Path, callbacks: list[Any], quiet: bool) -> Any:
+        """The trainer of one trial (a subclass trains another objective on the same skeleton)."""
         if self.train_set is None or self.eval_set is None:
             raise RuntimeError("prepare() must run before train()")
+        return self._trainer(model, self.training_arguments(params, work, disable_tqdm=quiet), callbacks)
+
+    def final_metrics(self, final: Mapping[str, float]) -> dict[str, float]:
+        """The trial's final training metrics from the trainer's last evaluation."""
+        assert self.train_set is not None
+        return {
+            "eval_loss": float(final["eval_loss"]),
+            "trained_tokens_per_epoch": float(self.train_set.trained_tokens),
+        }
+
+    def trained(self, trainer: Any) -> None:
+        """After the final evaluation: undo what the trainer did to the model beyond its weights."""
+
+    def resolved_params(self, params: TrialParams) -> dict[str, Any]:
+        return {**self.plan(params).as_params(), "device": "cuda" if torch.cuda.is_available() else "cpu"}
+
+    def release_for(self, params: TrialParams, model: Any) -> Callable[[], None]:
+        """What frees a trial's model: LoRA layers live inside the shared base, and unloading them
+        restores it exactly, without merging; a full fine-tune is a private copy."""
+        return model.unload if params.is_lora else (lambda: None)
+
+    def use_augmentation(self, params: TrialParams) -> dict[str, Any]:
+        """Train on the training set of the trial's ``augmentation`` (built once: local/augmentation.py)."""
+        if self.augmented is None:
+            return {}
+        self.train_set, facts = self.augmented.get(params.augmentation)
+        return facts
+
+    def train(self, params: TrialParams, ctx: TrialContext) -> TrainResult:
+        """Train one trial; the trained model stays in memory for ``answer`` until ``release``."""
+        augmentation = self.use_augmentation(params)
         tokenizer = models.load_tokenizer(self.config.base_model)
         # Per run id, never per trial number: a study name used again must not overwrite the weights
         # an older run's harness.model_dir tag points at. Without a run (a bare context), a fresh id.
         work = self.config.training.run_dir(self.config.study_name, ctx.run_id or f"norun-{uuid.uuid4().hex}")
-        args = self.training_arguments(params, work, disable_tqdm=ctx.progress is not None)
         model = self._trial_model(params)
-        # LoRA layers live inside the shared base: unloading restores it exactly, without merging.
-        release = model.unload if params.is_lora else (lambda: None)
-        metrics_cb, pruning_cb = MetricsCallback(ctx.log_metrics), PruningCallback(ctx.report)
+        release = self.release_for(params, model)
+        metrics_cb, pruning_cb = MetricsCallback(ctx.log_metrics, self.step_metrics), PruningCallback(ctx.report)
         callbacks: list[Any] = [metrics_cb, pruning_cb]
         if ctx.progress is not None:
             callbacks.append(RichProgressCallback(ctx.progress, f"trial {ctx.number} ({params.method})"))
         try:
-            trainer = self._trainer(model, args, callbacks)
+            trainer = self.trial_trainer(params, model, work, callbacks, quiet=ctx.progress is not None)
             trainer.train()
             pruning_cb.enabled = False
             final = trainer.evaluate()
+            self.trained(trainer)
             final_dir = work / "final"
             trainer.model.save_pretrained(final_dir)
             tokenizer.save_pretrained(final_dir)
@@ -189,15 +245,10 @@ class LocalBackend:
             release()
             raise
         rates = metrics_cb.tokens_per_second
-        metrics = {
-            "eval_loss": float(final["eval_loss"]),
-            "tokens_per_second_mean": sum(rates) / len(rates) if rates else 0.0,
-            "trained_tokens_per_epoch": float(self.train_set.trained_tokens),
-        }
-        resolved = {**self.plan(params).as_params(), "device": "cuda" if torch.cuda.is_available() else "cpu"}
+        metrics = {**self.final_metrics(final), "tokens_per_second_mean": sum(rates) / len(rates) if rates else 0.0}
         return TrainResult(
             metrics=metrics,
-            params=resolved,
+            params={**self.resolved_params(params), **augmentation},
             model_dir=final_dir,
             answer=self.answerer(model),
             release=release,

@@ -26,8 +26,12 @@ SUMMARY_METRICS = {
 class MetricsCallback(TrainerCallback):
     """Maps Trainer logs to metrics with steps, adding trained tokens per second between logs."""
 
-    def __init__(self, sink: Callable[[Mapping[str, float], int], None]):
+    def __init__(
+        self, sink: Callable[[Mapping[str, float], int], None], step_metrics: Mapping[str, str] = STEP_METRICS
+    ):
         self.sink = sink
+        # Trainer log keys -> metric names; MLflow takes "/" in names, so TRL's "rewards/margins" stays as it is.
+        self.step_metrics = step_metrics
         self._last_time: float | None = None
         self._last_tokens = 0
         self.tokens_per_second: list[float] = []
@@ -39,7 +43,7 @@ class MetricsCallback(TrainerCallback):
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
         logs = logs or {}
         # Every step log carries running speed metrics; only the end-of-training one has total_flos.
-        names = SUMMARY_METRICS if "total_flos" in logs else STEP_METRICS
+        names = SUMMARY_METRICS if "total_flos" in logs else self.step_metrics
         metrics = {names[k]: float(v) for k, v in logs.items() if k in names and v is not None}
         if "loss" in logs and self._last_time is not None:
             now = time.perf_counter()

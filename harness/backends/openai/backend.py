@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import openai
@@ -42,6 +43,7 @@ from harness.backends.openai.jobs import (
 from harness.backends.openai.preflight import Preflight, preflight
 from harness.backends.openai.watch import JobWatcher
 from harness.config import ConfigError, StudyConfig
+from harness.retry import Clock
 from harness.search_space import TrialParams
 
 ATTR_JOB = "resume.openai_job_id"
@@ -61,26 +63,20 @@ def check_setup(config: StudyConfig, dataset: RemoteDataset, estimate: Preflight
     for method in _method_choices(config):
         if METHOD_KIND.get(method) != dataset.kind:
             wanted = "supervised" if dataset.kind == "chat" else "dpo"
-            problems.append(
-                f"search_space.method {method!r} cannot train on {dataset.kind} data ({wanted})"
-            )
+            problems.append(f"search_space.method {method!r} cannot train on {dataset.kind} data ({wanted})")
     if not dataset.validation and config.objective.metric in VALIDATION_METRICS:
         problems.append(
-            f"objective.metric {config.objective.metric!r} needs data.validation_file "
-            "or data.validation_split"
+            f"objective.metric {config.objective.metric!r} needs data.validation_file or data.validation_split"
         )
     if settings.budget_usd is not None and estimate.price_per_mtok is None:
         problems.append(
-            "openai.budget_usd is set but openai.training_price_per_mtok has no price for "
-            f"{config.base_model!r}"
+            f"openai.budget_usd is set but openai.training_price_per_mtok has no price for {config.base_model!r}"
         )
     if problems:
         raise ConfigError("\n".join(["openai backend:", *(f"  {p}" for p in problems)]))
     if len(dataset.train) < settings.min_train_examples:
         needed = settings.min_train_examples
-        raise DataError(
-            [f"{len(dataset.train)} training examples; the service needs at least {needed}"]
-        )
+        raise DataError([f"{len(dataset.train)} training examples; the service needs at least {needed}"])
 
 
 @contextlib.contextmanager
@@ -104,11 +100,18 @@ def api_errors() -> Iterator[None]:
 class OpenAIBackend:
     """The Backend protocol over the fine-tuning API (``backend: openai`` or ``azure_openai``)."""
 
-    def __init__(self, config: StudyConfig, *, http_client: Any = None, sleep: Sleep = time.sleep):
+    def __init__(
+        self,
+        config: StudyConfig,
+        *,
+        http_client: Any = None,
+        sleep: Sleep = time.sleep,
+        clock: Clock = time.monotonic,
+    ):
         self.config = config
         self.settings = config.openai
         self.sleep = sleep
-        self.call = Caller(self.settings, sleep)
+        self.call = Caller(self.settings, sleep, clock)
         self._http_client = http_client  # tests pass httpx.Client(transport=MockTransport(...))
         self._lock = threading.Lock()
         self._budget_lock = threading.Lock()
@@ -160,8 +163,7 @@ class OpenAIBackend:
             over = " (over budget: the study would stop here)" if budget and total > budget else ""
             shown = f"${cost:.4f}" if cost is not None else "unknown (no price)"
             lines.append(
-                f"trial {number}: {estimate.trained_tokens(params.epochs)} trained tokens, "
-                f"estimated {shown}{over}"
+                f"trial {number}: {estimate.trained_tokens(params.epochs)} trained tokens, estimated {shown}{over}"
             )
             payload = job_payload(
                 self.config.base_model,
@@ -182,9 +184,7 @@ class OpenAIBackend:
         with self._lock:
             if self._client is None:
                 self._client = make_client(self.config.backend, self.settings, self._http_client)
-                self._files = FileStore(
-                    self._client, self.call, self.sleep, self.settings.poll_interval_s
-                )
+                self._files = FileStore(self._client, self.call, self.sleep, self.settings.poll_interval_s)
             return self._client
 
     def train(self, params: TrialParams, ctx: TrialContext) -> TrainResult:
@@ -212,12 +212,11 @@ class OpenAIBackend:
     ) -> Any:
         job_id = ctx.attrs.get(ATTR_JOB)
         if job_id:  # a retry of an interrupted trial: its job is already paid for
-            return self.call(self.client.fine_tuning.jobs.retrieve, str(job_id))
+            # Its state is learnt by polling, which outlives an API outage (JobWatcher.wait).
+            return SimpleNamespace(id=str(job_id), status="unknown")
         self._reserve_budget(params, ctx, estimate)
         assert self._files is not None
-        files = {
-            "train": self._files.file_id(self._filename(dataset, "train"), dataset.jsonl("train"))
-        }
+        files = {"train": self._files.file_id(self._filename(dataset, "train"), dataset.jsonl("train"))}
         if dataset.validation:
             files["validation"] = self._files.file_id(
                 self._filename(dataset, "validation"), dataset.jsonl("validation")
@@ -237,11 +236,13 @@ class OpenAIBackend:
     def _reserve_budget(self, params: TrialParams, ctx: TrialContext, estimate: Preflight) -> None:
         """Refuse a trial whose estimate would pass the budget; record it otherwise.
 
-        The lock makes check-and-record atomic between this process's parallel trials.
+        Check-and-record is atomic between this process's parallel trials (the thread lock) and
+        between every worker of the study (a lock held in the study's storage), so N workers
+        cannot each see the same spend and overspend the budget together.
         """
         cost = estimate.cost_usd(params.epochs)
         budget = self.settings.budget_usd
-        with self._budget_lock:
+        with self._budget_lock, ctx.exclusive("openai-budget"):
             if budget is not None and cost is not None:
                 spent = ctx.spent(ATTR_COST)
                 if spent + cost > budget:
@@ -282,9 +283,7 @@ class OpenAIBackend:
         with contextlib.suppress(openai.APIError, TrialStopped):
             self.call(self.client.fine_tuning.jobs.cancel, job_id)
 
-    def _result(
-        self, job: Any, ctx: TrialContext, watcher: JobWatcher, estimate: Preflight
-    ) -> TrainResult:
+    def _result(self, job: Any, ctx: TrialContext, watcher: JobWatcher, estimate: Preflight) -> TrainResult:
         ctx.log_text(json.dumps(job.model_dump(mode="json"), indent=2), "openai/job.json")
         if job.status == "failed":
             error = job.error
@@ -292,9 +291,7 @@ class OpenAIBackend:
             message = (error.message if error else None) or "no error message"
             raise TrialStopped(f"fine-tuning job {job.id} failed: {message}", code=code)
         if job.status == "cancelled":
-            raise TrialStopped(
-                f"fine-tuning job {job.id} was cancelled", run_status="KILLED", code="cancelled"
-            )
+            raise TrialStopped(f"fine-tuning job {job.id} was cancelled", run_status="KILLED", code="cancelled")
         for file_id in job.result_files or []:
             content = self.call(self.client.files.content, file_id).content
             watcher.record(parse_result_file(content), prune=False)
@@ -309,13 +306,9 @@ class OpenAIBackend:
             "openai_training_file": job.training_file,
             "openai_validation_file": job.validation_file or "",
         }
-        return TrainResult(
-            metrics, params, remote_model=job.fine_tuned_model, answer=self._answerer(job, ctx)
-        )
+        return TrainResult(metrics, params, remote_model=job.fine_tuned_model, answer=self._answerer(job, ctx))
 
-    def _answerer(
-        self, job: Any, ctx: TrialContext
-    ) -> Answerer | None:
+    def _answerer(self, job: Any, ctx: TrialContext) -> Answerer | None:
         model = job.fine_tuned_model
         if self.config.backend == "azure_openai":
             template = self.settings.azure_deployment

@@ -11,11 +11,14 @@ from typing import Any
 import openai
 import optuna
 
-from harness.backends.base import TrialContext
+from harness.backends.base import TrialContext, TrialStopped
 from harness.backends.openai.jobs import TERMINAL, Caller, Sleep, event_metrics
 from harness.settings.openai import OpenAIConfig
 
 EVENTS_ARTIFACT = "openai/events.log"
+# Failures a healthy job outlives: the network, the API's front end, rate limits (an exhausted
+# quota is not among them: the Caller turns it into TrialStopped).
+OUTAGE = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
 _PAGE = 100
 
 
@@ -54,23 +57,57 @@ class JobWatcher:
         self._last_reported = -1
 
     def wait(self, job: Any) -> Any:
-        """The job once it is succeeded, failed or cancelled. TrialPruned propagates."""
+        """The job once it is succeeded, failed or cancelled. TrialPruned propagates.
+
+        Only the job's own terminal state ends the wait. The job trains (and bills) remotely
+        whatever our network or the API's front end does, so a polling outage past each request's
+        retries pauses the trial; past ``poll_outage_max_s`` the trial stops as resumable, and the
+        retry reattaches to the same job.
+        """
         interval = self.settings.poll_interval_s
+        outage_since: float | None = None
         while job.status not in TERMINAL:
             try:
                 changed = self.drain_events(job.id)
                 job = self.call(self.client.fine_tuning.jobs.retrieve, job.id)
-            except openai.APIConnectionError:
-                # The job runs (and bills) remotely whatever our network does: keep following it.
+            except OUTAGE as error:
+                outage_since = self._outage(job.id, error, outage_since)
                 changed = False
+            else:
+                if outage_since is not None:
+                    self._note(f"polling works again after {self.call.clock() - outage_since:.0f} s")
+                    outage_since = None
             if job.status in TERMINAL:
                 break
             self.sleep(interval)
             grown = min(interval * self.settings.poll_backoff, self.settings.poll_max_interval_s)
             interval = self.settings.poll_interval_s if changed else grown
-        with contextlib.suppress(openai.APIConnectionError):
+        with contextlib.suppress(*OUTAGE):
             self.drain_events(job.id, prune=False)  # the last events arrive with the final status
         return job
+
+    def _outage(self, job_id: str, error: Exception, since: float | None) -> float:
+        """Note the outage once; stop the trial as resumable once it has lasted too long."""
+        now = self.call.clock()
+        if since is None:
+            self._note(f"polling failed ({type(error).__name__}); job {job_id} keeps training, still watching")
+            return now
+        if now - since > self.settings.poll_outage_max_s:
+            raise TrialStopped(
+                f"polling job {job_id} has failed for {now - since:.0f} s (openai.poll_outage_max_s): "
+                "the job goes on remotely; run the study again (harness sweep or harness worker) and "
+                "its retry reattaches to this job",
+                code="poll_outage",
+                stop_study=True,
+                resumable=True,
+            )
+        return since
+
+    def _note(self, message: str) -> None:
+        """A harness line in the events artifact, beside the service's own events."""
+        self._lines.append(f"{datetime.now(UTC).isoformat()} harness {message}")
+        with contextlib.suppress(Exception):  # the tracking store may be what is down
+            self.ctx.log_text("\n".join(self._lines) + "\n", EVENTS_ARTIFACT)
 
     def _new_events(self, job_id: str) -> list[Any]:
         """Events not seen yet, oldest first (the API lists newest first, in pages)."""

@@ -1,0 +1,106 @@
+"""Packed rows and trained-only logits compute the same loss and gradients as examples run alone."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from harness.backends.local.packing import (
+    TrainedTokensCollator,
+    accepts_trained_token_batches,
+    packing_works,
+    trained_token_loss,
+)
+from harness.data.chat import Example
+from harness.data.tokenize import IGNORE_INDEX, tokenize_example
+
+
+def _features(tokenizer: Any) -> list[dict[str, list[int]]]:
+    examples = []
+    for i, (question, answer) in enumerate(
+        [
+            ("Reverse a list?", "Use reversed(xs)."),
+            ("What is git stash?", "It shelves changes for later, " * 3),
+            ("Hi", "Hello."),
+        ]
+    ):
+        messages = [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": answer},
+        ]
+        tokenized = tokenize_example(tokenizer, Example(messages=messages, source=f"t:{i}"))
+        examples.append({"input_ids": tokenized.input_ids, "labels": tokenized.labels})
+    return examples
+
+
+def _one_by_one(model: Any, features: list[dict[str, list[int]]]) -> torch.Tensor:
+    """The reference: each example alone, token losses summed, divided by all trained targets."""
+    total, count = torch.zeros(()), 0
+    for feature in features:
+        ids, labels = torch.tensor([feature["input_ids"]]), torch.tensor([feature["labels"]])
+        logits = model(input_ids=ids).logits[0, :-1]
+        targets = labels[0, 1:]
+        total = total + torch.nn.functional.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="sum")
+        count += int((targets != IGNORE_INDEX).sum())
+    return total / count
+
+
+def _grads(model: Any) -> dict[str, torch.Tensor]:
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.fixture
+def tiny(tiny_llama_dir: Path) -> Any:
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("pack", [True, False])
+def test_loss_and_gradients_equal_the_examples_run_alone(tiny: Any, smol_tokenizer: Any, pack: bool) -> None:
+    features = _features(smol_tokenizer)
+    reference = copy.deepcopy(tiny)
+    expected = _one_by_one(reference, features)
+    expected.backward()
+
+    batch = TrainedTokensCollator(pad_token_id=smol_tokenizer.pad_token_id or 0, pack=pack)(features)
+    labels = batch.pop("labels")
+    count = int((labels[:, 1:] != IGNORE_INDEX).sum())
+    outputs = tiny(**batch)
+    assert outputs.logits.shape[0] == count  # the LM head ran on trained targets only
+    loss = trained_token_loss(outputs, labels, num_items_in_batch=torch.tensor(count))
+    loss.backward()
+
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    ours, theirs = _grads(tiny), _grads(reference)
+    assert ours.keys() == theirs.keys() and ours
+    for name in ours:
+        torch.testing.assert_close(ours[name], theirs[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_a_packed_row_has_no_padding_and_restarts_positions(smol_tokenizer: Any) -> None:
+    features = _features(smol_tokenizer)
+    batch = TrainedTokensCollator(pad_token_id=0, pack=True)(features)
+    lengths = [len(f["input_ids"]) for f in features]
+    assert batch["input_ids"].shape == (1, sum(lengths))
+    assert "attention_mask" not in batch
+    starts = [sum(lengths[:i]) for i in range(len(lengths))]
+    assert [int(batch["position_ids"][0, s]) for s in starts] == [0, 0, 0]
+    assert all(int(batch["labels"][0, s]) == IGNORE_INDEX for s in starts)  # never learns across examples
+
+
+def test_packing_is_measured_on_the_model(tiny: Any, smol_tokenizer: Any) -> None:
+    features = _features(smol_tokenizer)
+    assert accepts_trained_token_batches(tiny)
+    assert packing_works(tiny, features)
+
+    class NoPositions(torch.nn.Module):  # a model that cannot take packed rows
+        def forward(self, input_ids: torch.Tensor) -> Any:
+            return tiny(input_ids=input_ids)
+
+    assert not packing_works(NoPositions(), features)
