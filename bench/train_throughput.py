@@ -116,7 +116,7 @@ def trial_params(args: argparse.Namespace, method: str) -> TrialParams:
 
 def through_harness(backend: LocalBackend, args: argparse.Namespace, method: str, work: Path) -> tuple[float, list]:
     params = trial_params(args, method)
-    model = backend._trial_model(params)
+    model = backend.trial_model(params)
     clock = StepClock()
     trainer = backend.trial_trainer(params, model, work, [clock], quiet=True)
     counter = CountingCollator(trainer.data_collator)
@@ -161,7 +161,7 @@ def padded_batches(backend: LocalBackend, args: argparse.Namespace, length: int)
 
     tokenizer = models.load_tokenizer(backend.config.base_model)
     collate = DataCollatorForSeq2Seq(tokenizer, padding="max_length", max_length=length, label_pad_token_id=-100)
-    examples = backend.train_set.examples
+    examples = backend.objective.train_set.examples
     generator = torch.Generator().manual_seed(0)
     order = torch.randperm(len(examples), generator=generator).tolist()
     steps = args.warmup + max(2, args.steps // 2)  # each step is long: fewer of them
@@ -194,7 +194,7 @@ def through_trl(backend: LocalBackend, args: argparse.Namespace, bf16: bool, pac
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    rows = [conversational_row(e.messages) for e in backend.train_examples]
+    rows = [conversational_row(e.messages) for e in backend.objective.train_examples]
     config = SFTConfig(
         output_dir=str(work),
         max_steps=args.steps + args.warmup,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any, Literal
@@ -267,7 +268,7 @@ def _prefill(
             input_ids=input_ids.to(device),
             attention_mask=_additive(allowed[:, None], dtype).to(device),
             position_ids=positions.to(device),
-            past_key_values=scratch,
+            **{cache_keyword(model): scratch},
             use_cache=True,
             # An index tensor, not logits_to_keep=1: that slice is non-contiguous, and matmul then copies
             # the whole lm_head once per row (450 MB per 8 rows for SmolLM2).
@@ -277,6 +278,17 @@ def _prefill(
             target.write_rows(start, source.keys, source.values, width)
         logits.append(output.logits[:, -1])
     return cache, torch.cat(logits)
+
+
+def cache_keyword(model: Any) -> str:
+    """``cache`` where the model's forward takes it (transformers 5.24 renamed ``past_key_values``,
+    which now warns on every call), else the old name."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        names = inspect.signature(inner.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in names else "past_key_values"
 
 
 def greedy(
@@ -326,7 +338,7 @@ def greedy(
             input_ids=tokens[:, None].to(device),
             attention_mask=_additive(keys[:, None, None, :], dtype).to(device),
             position_ids=next_position[:, None].to(device),
-            past_key_values=cache,
+            **{cache_keyword(model): cache},
             use_cache=True,
         ).logits[:, -1]
     return outputs

@@ -236,7 +236,7 @@ def test_baseline_eval_loss_is_a_trials_evaluate_without_training(backend: Any, 
     args = backend.training_arguments(params, tmp_path / "reference", disable_tqdm=True)
     was_training = base.training
     try:
-        expected = backend._trainer(copy.deepcopy(base), args, []).evaluate()["eval_loss"]
+        expected = backend.objective.trainer_for(copy.deepcopy(base), args, []).evaluate()["eval_loss"]
     finally:
         base.train(was_training)
     assert backend.baseline_metrics()["eval_loss"] == pytest.approx(expected, rel=1e-6)

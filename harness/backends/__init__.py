@@ -11,14 +11,14 @@ if TYPE_CHECKING:
 
 def create(config: StudyConfig) -> Backend:
     """The backend a config names; heavy imports happen only for the one chosen."""
-    if config.backend == "local" and config.training.method == "dpo":
-        from harness.backends.local.dpo import DPOBackend
-
-        return DPOBackend(config)
     if config.backend == "local":
         from harness.backends.local.backend import LocalBackend
 
-        return LocalBackend(config)
+        if config.training.method == "dpo":
+            from harness.backends.local.dpo import DPO
+
+            return LocalBackend(config, DPO(config))
+        return LocalBackend(config)  # supervised fine-tuning (harness.backends.local.sft.SFT)
     from harness.backends.openai.backend import OpenAIBackend
 
     return OpenAIBackend(config)

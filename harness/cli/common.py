@@ -58,6 +58,10 @@ def quiet_libraries() -> None:
     transformers.logging.set_verbosity_error()
     # MLflow's advice on signatures and pickling is about choices made on purpose (serving.py).
     warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
+    # Deprecations inside transformers/peft/TRL (renamed kwargs they pass each other) are theirs to fix,
+    # and one per forward call would bury the progress bars.
+    for library in ("transformers", "torch", "peft", "trl"):
+        warnings.filterwarnings("ignore", category=FutureWarning, module=rf"{library}\.")
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 

@@ -11,7 +11,7 @@ import yaml
 from optuna.trial import FixedTrial
 
 from harness import backends
-from harness.backends.local.dpo import DPOBackend, fit_pairs
+from harness.backends.local.dpo import DPO, fit_pairs
 from harness.config import ConfigError, load_config
 from harness.data.chat import DataError
 from harness.data.split import load_splits
@@ -125,7 +125,7 @@ def test_lora_and_full_dpo_trials_log_rewards_and_leave_the_base_untouched(
     from harness.study import run_sweep
 
     config = load_config(dpo_config(tmp_path, tiny_llama_dir, pref_files))
-    assert isinstance(backends.create(config), DPOBackend)
+    assert isinstance(backends.create(config).objective, DPO)
     base = models.load_base(config.base_model)
     before = {k: v.clone() for k, v in base.state_dict().items()}
     result = run_sweep(config)

@@ -1,31 +1,29 @@
-"""Local fine-tuning with the transformers Trainer and peft (LoRA) or full weights."""
+"""Local fine-tuning with the transformers Trainer (or TRL's) and peft (LoRA) or full weights.
+
+One trial skeleton (model from the shared base, trainer, final evaluation, saved weights, answers)
+serves every training objective; what differs between SFT and DPO (data, trainer, metrics) comes
+from an ``Objective``: harness.backends.local.sft.SFT or harness.backends.local.dpo.DPO.
+"""
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import Trainer, TrainingArguments
-from transformers.trainer_callback import PrinterCallback
+from transformers import TrainingArguments
 
 from harness import models
 from harness.backends.base import TrainResult, TrialContext
-from harness.backends.local.augmentation import AugmentedSets
-from harness.backends.local.callbacks import STEP_METRICS, MetricsCallback, PruningCallback, RichProgressCallback
-from harness.backends.local.packing import TrainedTokensCollator, choose_packing, pad_token_id, trained_token_loss
+from harness.backends.local.callbacks import MetricsCallback, PruningCallback, RichProgressCallback
+from harness.backends.local.objective import Objective
 from harness.backends.local.plan import resolve
-from harness.config import ConfigError, StudyConfig
-from harness.data import chat
-from harness.data.chat import DataError
-from harness.data.preference import detect_format
-from harness.data.split import load_splits
-from harness.data.tokenize import TokenizedSet, tokenize_all
-from harness.device import cpu_features, use_bf16
+from harness.backends.local.sft import SFT
+from harness.config import StudyConfig
+from harness.device import use_bf16
 from harness.hyperparams import TrialParams
 
 
@@ -41,58 +39,15 @@ def set_dropout(model: Any, p: float) -> None:
             module.attention_dropout = p
 
 
-def _features(tokenized: TokenizedSet) -> list[dict[str, list[int]]]:
-    return [
-        {"input_ids": e.input_ids, "attention_mask": [1] * len(e.input_ids), "labels": e.labels}
-        for e in tokenized.examples
-    ]
-
-
-def check_training_args(names: list[str]) -> None:
-    known = {f.name for f in dataclasses.fields(TrainingArguments)}
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ConfigError("search_space.training_args: unknown TrainingArguments field(s) " + ", ".join(unknown))
-
-
 class LocalBackend:
-    """Trains each trial from the one base model loaded in this process."""
+    """Trains each trial from the one base model loaded in this process, for one objective."""
 
-    def __init__(self, config: StudyConfig):
+    def __init__(self, config: StudyConfig, objective: Objective | None = None):
         self.config = config
-        self.train_set: TokenizedSet | None = None
-        self.eval_set: TokenizedSet | None = None
-        self.augmented: AugmentedSets | None = None  # chat training sets per augmentation (prepare)
-        self.packing = False  # packed rows, once prepare has checked the model takes them
+        self.objective = objective if objective is not None else SFT(config)
 
     def prepare(self) -> dict[str, Any]:
-        check_training_args(list(self.config.search_space.training_args))
-        if detect_format(self.config.data.train_file) == "dpo":
-            raise DataError(
-                [
-                    f"{self.config.data.train_file}: preference (DPO) JSONL, but training.method is sft;"
-                    " set training.method: dpo to train on it"
-                ]
-            )
-        train, validation = load_splits(self.config.data, self.config.system_prompt)
-        tokenizer = models.load_tokenizer(self.config.base_model)
-        policy = self.config.data.too_long
-        self.train_set = tokenize_all(tokenizer, train, self.config.max_seq_length, policy)
-        self.eval_set = tokenize_all(tokenizer, validation, self.config.max_seq_length, policy)
-        self.train_examples, self.validation_examples = train, validation
-        self.augmented = AugmentedSets(self.config, train, self.train_set)
-        base = models.load_base(self.config.base_model)
-        self.packing, batching = choose_packing(self.config.training.packing, base, _features(self.train_set))
-        return {
-            "batching": batching,
-            "cpu": cpu_features() if not torch.cuda.is_available() else torch.cuda.get_device_name(),
-            "dataset_digest": chat.digest(train + validation),
-            "n_train": len(self.train_set.examples),
-            "n_validation": len(self.eval_set.examples),
-            "train_tokens": self.train_set.total_tokens,
-            "train_trained_tokens": self.train_set.trained_tokens,
-            "dropped_too_long": len(self.train_set.dropped) + len(self.eval_set.dropped),
-        }
+        return self.objective.prepare(self)
 
     def dry_run(self, params: Sequence[TrialParams]) -> str:
         """Validate data and model, then show what the sampled trials would train with."""
@@ -112,7 +67,7 @@ class LocalBackend:
         """What ``params`` mean for this machine's training (harness.backends.local_plan.resolve)."""
         return resolve(params, self.config.training, use_bf16(self.config.training.precision))
 
-    def _trial_model(self, params: TrialParams) -> Any:
+    def trial_model(self, params: TrialParams) -> Any:
         base = models.load_base(self.config.base_model)
         if not params.is_lora:
             model = copy.deepcopy(base)  # full fine-tuning must never touch the shared base
@@ -168,67 +123,38 @@ class LocalBackend:
             **params.training_args,
         )
 
-    def _trainer(self, model: Any, args: TrainingArguments, callbacks: list[Any]) -> Trainer:
-        tokenizer = models.load_tokenizer(self.config.base_model)
-        assert self.train_set is not None and self.eval_set is not None
-        trainer = Trainer(
-            model=model,
-            args=args,
-            train_dataset=_features(self.train_set),
-            eval_dataset=_features(self.eval_set),
-            processing_class=tokenizer,
-            data_collator=TrainedTokensCollator(pad_token_id(tokenizer), pack=self.packing),
-            compute_loss_func=trained_token_loss,  # the LM head and loss on trained targets only
-            callbacks=callbacks,
-        )
-        trainer.remove_callback(PrinterCallback)  # with tqdm off it would print every log dict
-        return trainer
-
-    # Trainer log keys -> the trial's metric names (a subclass's trainer logs more).
-    step_metrics: Mapping[str, str] = STEP_METRICS
-
     def trial_trainer(self, params: TrialParams, model: Any, work: Path, callbacks: list[Any], quiet: bool) -> Any:
-        """The trainer of one trial (a subclass trains another objective on the same skeleton)."""
-        if self.train_set is None or self.eval_set is None:
-            raise RuntimeError("prepare() must run before train()")
-        return self._trainer(model, self.training_arguments(params, work, disable_tqdm=quiet), callbacks)
-
-    def final_metrics(self, final: Mapping[str, float]) -> dict[str, float]:
-        """The trial's final training metrics from the trainer's last evaluation."""
-        assert self.train_set is not None
-        return {
-            "eval_loss": float(final["eval_loss"]),
-            "trained_tokens_per_epoch": float(self.train_set.trained_tokens),
-        }
-
-    def trained(self, trainer: Any) -> None:
-        """After the final evaluation: undo what the trainer did to the model beyond its weights."""
-
-    def resolved_params(self, params: TrialParams) -> dict[str, Any]:
-        return {**self.plan(params).as_params(), "device": "cuda" if torch.cuda.is_available() else "cpu"}
+        """The trainer of one trial, as the objective builds it."""
+        return self.objective.trainer(self, params, model, work, callbacks, quiet)
 
     def release_for(self, params: TrialParams, model: Any) -> Callable[[], None]:
         """What frees a trial's model: LoRA layers live inside the shared base, and unloading them
         restores it exactly, without merging; a full fine-tune is a private copy."""
-        return model.unload if params.is_lora else (lambda: None)
 
-    def use_augmentation(self, params: TrialParams) -> dict[str, Any]:
-        """Train on the training set of the trial's ``augmentation`` (built once: local/augmentation.py)."""
-        if self.augmented is None:
-            return {}
-        self.train_set, facts = self.augmented.get(params.augmentation)
-        return facts
+        def release() -> None:
+            if params.is_lora:
+                model.unload()
+            self.objective.cleanup()
+
+        return release
+
+    def resolved_params(self, params: TrialParams) -> dict[str, Any]:
+        device = {"device": "cuda" if torch.cuda.is_available() else "cpu"}
+        return {**self.plan(params).as_params(), **device, **self.objective.resolved_params(params)}
 
     def train(self, params: TrialParams, ctx: TrialContext) -> TrainResult:
         """Train one trial; the trained model stays in memory for ``answer`` until ``release``."""
-        augmentation = self.use_augmentation(params)
+        trial_facts = self.objective.trial_facts(params)
         tokenizer = models.load_tokenizer(self.config.base_model)
         # Per run id, never per trial number: a study name used again must not overwrite the weights
         # an older run's harness.model_dir tag points at. Without a run (a bare context), a fresh id.
         work = self.config.training.run_dir(self.config.study_name, ctx.run_id or f"norun-{uuid.uuid4().hex}")
-        model = self._trial_model(params)
+        model = self.trial_model(params)
         release = self.release_for(params, model)
-        metrics_cb, pruning_cb = MetricsCallback(ctx.log_metrics, self.step_metrics), PruningCallback(ctx.report)
+        metrics_cb, pruning_cb = (
+            MetricsCallback(ctx.log_metrics, self.objective.step_metrics),
+            PruningCallback(ctx.report),
+        )
         callbacks: list[Any] = [metrics_cb, pruning_cb]
         if ctx.progress is not None:
             callbacks.append(RichProgressCallback(ctx.progress, f"trial {ctx.number} ({params.method})"))
@@ -237,7 +163,7 @@ class LocalBackend:
             trainer.train()
             pruning_cb.enabled = False
             final = trainer.evaluate()
-            self.trained(trainer)
+            self.objective.trained(trainer)
             final_dir = work / "final"
             trainer.model.save_pretrained(final_dir)
             tokenizer.save_pretrained(final_dir)
@@ -245,10 +171,13 @@ class LocalBackend:
             release()
             raise
         rates = metrics_cb.tokens_per_second
-        metrics = {**self.final_metrics(final), "tokens_per_second_mean": sum(rates) / len(rates) if rates else 0.0}
+        metrics = {
+            **self.objective.final_metrics(final),
+            "tokens_per_second_mean": sum(rates) / len(rates) if rates else 0.0,
+        }
         return TrainResult(
             metrics=metrics,
-            params={**self.resolved_params(params), **augmentation},
+            params={**self.resolved_params(params), **trial_facts},
             model_dir=final_dir,
             answer=self.answerer(model),
             release=release,
@@ -259,28 +188,8 @@ class LocalBackend:
         return models.count_tokens(self.config.base_model, texts)
 
     def baseline_metrics(self) -> dict[str, float]:
-        """The untuned base model's eval loss, measured exactly like a trial's final evaluation (same
-        collator, eval batch size and precision), without training and leaving the shared base as it was."""
-        import tempfile
-
-        base = models.load_base(self.config.base_model)
-        params = TrialParams(
-            method="full",
-            epochs=1,
-            batch_size=self.config.training.max_micro_batch_size,
-            lr_multiplier=1.0,
-            dropout=0.0,
-        )
-        # Trainer puts the model in eval mode and sets config.use_cache: put back what the shared base had.
-        was_training, use_cache = base.training, getattr(base.config, "use_cache", None)
-        try:
-            with tempfile.TemporaryDirectory() as tmp:  # never the study's work dir: nothing is saved
-                args = self.training_arguments(params, Path(tmp), disable_tqdm=True)
-                loss = self._trainer(base, args, []).evaluate()["eval_loss"]  # no_grad inside
-        finally:
-            base.train(was_training)
-            base.config.use_cache = use_cache
-        return {"eval_loss": float(loss)}
+        """The untuned base model's before-picture on the objective's own metrics (eval loss for SFT)."""
+        return self.objective.baseline_metrics(self)
 
     def base_answerer(self) -> Any:
         """Answers from the untuned base model: the study's before-picture."""

@@ -21,15 +21,18 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from harness import models
-from harness.backends.local.backend import LocalBackend, check_training_args
 from harness.backends.local.callbacks import STEP_METRICS
+from harness.backends.local.sft import check_training_args
 from harness.config import DPO_METRICS, StudyConfig
 from harness.data.chat import DataError
 from harness.data.split import Sourced, load_preference_splits
 from harness.hyperparams import TrialParams
+
+if TYPE_CHECKING:
+    from harness.backends.local.objective import TrialSetup
 
 # TRL's own default, used (and logged as the resolved beta) when the search space leaves beta out.
 DEFAULT_BETA = 0.1
@@ -122,17 +125,17 @@ def drop_fused_head(model: Any) -> None:
     vars(inner).pop("forward", None)
 
 
-class DPOBackend(LocalBackend):
-    """LocalBackend whose trials optimise DPO on preference pairs instead of SFT on chats."""
+class DPO:
+    """The Objective (local/backend.py) of DPO on preference pairs, with TRL's DPOTrainer."""
 
     step_metrics = DPO_STEP_METRICS
 
     def __init__(self, config: StudyConfig):
-        super().__init__(config)
+        self.config = config
         self.train_pairs: list[Pair] = []
         self.eval_pairs: list[Pair] = []
 
-    def prepare(self) -> dict[str, Any]:
+    def prepare(self, local: TrialSetup) -> dict[str, Any]:
         check_training_args(list(self.config.search_space.training_args))
         train, validation = load_preference_splits(self.config.data, self.config.system_prompt)
         tokenizer = models.load_tokenizer(self.config.base_model)
@@ -150,10 +153,15 @@ class DPOBackend(LocalBackend):
             "dropped_too_long": len(dropped) + len(eval_dropped),
         }
 
+    def trial_facts(self, params: TrialParams) -> dict[str, Any]:
+        return {}  # augmentation is refused for DPO studies at config load
+
     def beta(self, params: TrialParams) -> float:
         return DEFAULT_BETA if params.beta is None else float(params.beta)
 
-    def trial_trainer(self, params: TrialParams, model: Any, work: Path, callbacks: list[Any], quiet: bool) -> Any:
+    def trainer(
+        self, local: TrialSetup, params: TrialParams, model: Any, work: Path, callbacks: list[Any], quiet: bool
+    ) -> Any:
         from datasets import Dataset
         from transformers.trainer_callback import PrinterCallback
         from trl import DPOConfig, DPOTrainer
@@ -164,7 +172,7 @@ class DPOBackend(LocalBackend):
             from datasets.utils.logging import disable_progress_bar
 
             disable_progress_bar()
-        settings = self.training_kwargs(params, work, quiet) | {
+        settings = local.training_kwargs(params, work, quiet) | {
             "beta": self.beta(params),
             "max_length": self.config.max_seq_length,  # TRL 1.x has no separate max_prompt_length
             "gradient_checkpointing": False,  # TRL's default trades ~20% speed for memory a small model does not need
@@ -206,18 +214,11 @@ class DPOBackend(LocalBackend):
         return metrics | {"trained_tokens_per_epoch": float(sum(p.completion_tokens for p in self.train_pairs))}
 
     def resolved_params(self, params: TrialParams) -> dict[str, Any]:
-        resolved = super().resolved_params(params) | {"training_method": "dpo"}
-        return resolved | ({"beta": DEFAULT_BETA} if params.beta is None else {})
+        return {"training_method": "dpo"} | ({"beta": DEFAULT_BETA} if params.beta is None else {})
 
-    def release_for(self, params: TrialParams, model: Any) -> Any:
-        unload = super().release_for(params, model)
+    def cleanup(self) -> None:
+        drop_fused_head(models.load_base(self.config.base_model))  # a failed trial never reached trained()
 
-        def release() -> None:
-            unload()
-            drop_fused_head(models.load_base(self.config.base_model))  # a failed trial never reached trained()
-
-        return release
-
-    def baseline_metrics(self) -> dict[str, float]:
+    def baseline_metrics(self, local: TrialSetup) -> dict[str, float]:
         """None: the untuned base is its own reference, so its DPO loss is ln 2 and its rewards 0 by construction."""
         return {}
