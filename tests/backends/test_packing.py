@@ -104,3 +104,17 @@ def test_packing_is_measured_on_the_model(tiny: Any, smol_tokenizer: Any) -> Non
             return tiny(input_ids=input_ids)
 
     assert not packing_works(NoPositions(), features)
+
+
+def test_a_model_without_logits_to_keep_trains_on_padded_rows(tiny: Any, smol_tokenizer: Any) -> None:
+    class Plain(torch.nn.Module):  # the fallback's case: no position_ids, no logits_to_keep
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+            return tiny(input_ids=input_ids, attention_mask=attention_mask)
+
+    features = _features(smol_tokenizer)
+    expected = _one_by_one(copy.deepcopy(tiny), features)
+    batch = TrainedTokensCollator(pad_token_id=0, pack=False, trim_logits=False)(features)
+    assert set(batch) == {"input_ids", "attention_mask", "labels"}
+    labels = batch.pop("labels")
+    loss = trained_token_loss(Plain()(**batch), labels)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)

@@ -37,9 +37,12 @@ class TrainedTokensCollator:
 
     pad_token_id: int
     pack: bool = True
+    trim_logits: bool = True  # False for a model whose forward takes no logits_to_keep
 
     def __call__(self, features: Sequence[Feature]) -> dict[str, Any]:
         batch = self._packed(features) if self.pack else self._padded(features)
+        if not self.trim_logits:
+            return batch
         targets = batch["labels"][:, 1:] != IGNORE_INDEX
         keep = torch.zeros_like(batch["labels"], dtype=torch.bool)
         keep[:, :-1] = targets  # position p is kept when it predicts a trained token p + 1
@@ -83,7 +86,10 @@ def trained_token_loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: A
     """
     logits = outputs.logits if hasattr(outputs, "logits") else outputs["logits"]
     shifted = labels[:, 1:]
-    targets = shifted[shifted != IGNORE_INDEX].to(logits.device)
+    trained = shifted != IGNORE_INDEX
+    targets = shifted[trained].to(logits.device)
+    if logits.dim() == 3:  # every position's logits (a model without logits_to_keep): keep the trained ones
+        logits = logits[:, :-1][trained.to(logits.device)]
     logits = logits.reshape(-1, logits.shape[-1]).float()  # the loss in fp32 even under bf16 autocast
     if targets.numel() == 0:  # nothing trained in this micro-batch (weight-0 turns only)
         return logits.sum() * 0.0

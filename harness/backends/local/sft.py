@@ -20,7 +20,13 @@ from transformers.trainer_callback import PrinterCallback
 from harness import models
 from harness.backends.local.augmentation import AugmentedSets
 from harness.backends.local.callbacks import STEP_METRICS
-from harness.backends.local.packing import TrainedTokensCollator, choose_packing, pad_token_id, trained_token_loss
+from harness.backends.local.packing import (
+    TrainedTokensCollator,
+    accepts_trained_token_batches,
+    choose_packing,
+    pad_token_id,
+    trained_token_loss,
+)
 from harness.config import ConfigError, StudyConfig
 from harness.data import chat
 from harness.data.chat import DataError
@@ -64,6 +70,7 @@ class SFT:
         self.train_examples: list[chat.Example] = []
         self.augmented: AugmentedSets | None = None  # chat training sets per augmentation
         self.packing = False  # packed rows, once prepare has checked the model takes them
+        self.trim_logits = True  # logits on trained targets only, where the model takes logits_to_keep
 
     def prepare(self, local: TrialSetup) -> dict[str, Any]:
         config = self.config
@@ -83,6 +90,7 @@ class SFT:
         self.augmented = AugmentedSets(config, train, self.train_set)
         base = models.load_base(config.base_model)
         self.packing, batching = choose_packing(config.training.packing, base, features(self.train_set))
+        self.trim_logits = accepts_trained_token_batches(base)
         return {
             "batching": batching,
             "cpu": machine(),
@@ -105,13 +113,14 @@ class SFT:
         if self.train_set is None or self.eval_set is None:
             raise RuntimeError("prepare() must run before train()")
         tokenizer = models.load_tokenizer(self.config.base_model)
+        collator = TrainedTokensCollator(pad_token_id(tokenizer), pack=self.packing, trim_logits=self.trim_logits)
         trainer = Trainer(
             model=model,
             args=args,
             train_dataset=features(self.train_set),
             eval_dataset=features(self.eval_set),
             processing_class=tokenizer,
-            data_collator=TrainedTokensCollator(pad_token_id(tokenizer), pack=self.packing),
+            data_collator=collator,
             compute_loss_func=trained_token_loss,  # the LM head and loss on trained targets only
             callbacks=callbacks,
         )
