@@ -10,9 +10,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from harness.backends.local import packed_attention
 from harness.backends.local.packing import (
     TrainedTokensCollator,
     accepts_trained_token_batches,
+    choose_packing,
     packing_works,
     trained_token_loss,
 )
@@ -61,10 +63,17 @@ def tiny(tiny_llama_dir: Path) -> Any:
     return AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
 
 
-@pytest.mark.parametrize("pack", [True, False])
-def test_loss_and_gradients_equal_the_examples_run_alone(tiny: Any, smol_tokenizer: Any, pack: bool) -> None:
+@pytest.mark.parametrize(
+    ("pack", "attention"),
+    [(True, "sdpa"), (True, packed_attention.NAME), (False, "sdpa"), (False, packed_attention.NAME)],
+)
+def test_loss_and_gradients_equal_the_examples_run_alone(
+    tiny: Any, smol_tokenizer: Any, pack: bool, attention: str
+) -> None:
     features = _features(smol_tokenizer)
     reference = copy.deepcopy(tiny)
+    if attention != "sdpa":
+        assert packed_attention.use_for(tiny)
     expected = _one_by_one(reference, features)
     expected.backward()
 
@@ -106,6 +115,21 @@ def test_packing_is_measured_on_the_model(tiny: Any, smol_tokenizer: Any) -> Non
     assert not packing_works(NoPositions(), features)
 
 
+def test_packed_rows_attend_within_each_example(tiny: Any, smol_tokenizer: Any) -> None:
+    features = _features(smol_tokenizer)
+    assert choose_packing("auto", tiny, features) == (True, "packed rows, attention per example")
+    assert tiny.config._attn_implementation == packed_attention.NAME
+    batch = TrainedTokensCollator(pad_token_id=0, pack=True)(features)
+    assert packed_attention.example_lengths(batch["position_ids"]) == [len(f["input_ids"]) for f in features]
+    assert packed_attention.example_lengths(torch.arange(5)[None]) is None  # one example: nothing to split
+    assert packed_attention.example_lengths(torch.arange(5).repeat(2, 1)) is None  # padded rows
+
+
+def test_packing_off_leaves_the_attention_alone(tiny: Any, smol_tokenizer: Any) -> None:
+    assert choose_packing("off", tiny, _features(smol_tokenizer))[0] is False
+    assert tiny.config._attn_implementation == "sdpa"
+
+
 def test_a_model_without_logits_to_keep_trains_on_padded_rows(tiny: Any, smol_tokenizer: Any) -> None:
     class Plain(torch.nn.Module):  # the fallback's case: no position_ids, no logits_to_keep
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
@@ -118,3 +142,25 @@ def test_a_model_without_logits_to_keep_trains_on_padded_rows(tiny: Any, smol_to
     labels = batch.pop("labels")
     loss = trained_token_loss(Plain()(**batch), labels)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("fp32", [True, False])
+def test_per_example_attention_under_bf16_autocast(
+    tiny: Any, smol_tokenizer: Any, fp32: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Either precision the CPU measure picks gives transformers' block-mask result, gradients too."""
+    monkeypatch.setattr(packed_attention, "_measure_fp32_faster", lambda *args: fp32)
+    batch = TrainedTokensCollator(pad_token_id=0, pack=True)(_features(smol_tokenizer))
+    labels = batch.pop("labels")
+    results = []
+    for model in (copy.deepcopy(tiny), tiny):
+        if model is tiny:
+            assert packed_attention.use_for(model)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = trained_token_loss(model(**batch), labels)
+        loss.backward()
+        results.append((loss.item(), _grads(model)))
+    (expected, theirs), (actual, ours) = results
+    assert actual == pytest.approx(expected, rel=1e-2)
+    for name in ours:
+        torch.testing.assert_close(ours[name], theirs[name], rtol=5e-2, atol=5e-3, msg=name)

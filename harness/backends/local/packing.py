@@ -3,8 +3,9 @@
 Packing: a micro-batch's examples are laid end to end in one row, with ``position_ids`` restarting
 at 0 for each example and no attention mask. Transformers reads such position ids as packed
 sequences and builds a block-diagonal causal mask (``masking_utils.find_packed_sequence_indices``),
-so no token attends across examples and no pad token is computed. Models whose attention cannot
-take packed rows fall back to dynamic padding (``packing_works`` decides, by measuring).
+so no token attends across examples and no pad token is computed; models on SDPA attend within
+each example only (local/packed_attention.py). Models whose attention cannot take packed rows fall
+back to dynamic padding (``packing_works`` decides, by measuring).
 
 Logits only where trained: the LM head (49,152 wide for SmolLM2) and the loss run on the positions
 whose next token is trained (assistant turns), through the model's ``logits_to_keep`` boolean mask;
@@ -21,6 +22,7 @@ from typing import Any
 
 import torch
 
+from harness.backends.local import packed_attention
 from harness.data.tokenize import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
@@ -138,8 +140,11 @@ def choose_packing(setting: str, model: Any, features: Sequence[Feature]) -> tup
     """``training.packing`` (auto | on | off) and the model's measured behaviour -> (pack, why)."""
     if setting == "off":
         return False, "dynamic padding (training.packing: off)"
+    per_example = packed_attention.use_for(model)  # measured below, in the form trials will run
     if packing_works(model, features):
-        return True, "packed rows"
+        return True, "packed rows" + (", attention per example" if per_example else "")
+    if per_example:
+        model.set_attn_implementation("sdpa")
     if setting == "on":
         raise ValueError(
             "training.packing: on, but this model's attention lets packed examples see each other "
