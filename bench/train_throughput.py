@@ -19,6 +19,7 @@ measured here (2048x2048, bf16 where the CPU has it, else fp32). Last line:
 ``lora_mfu=.. full_mfu=.. ratio_vs_trl=.. ratio_vs_trl_packed=.. overhead_ratio=..``
 
     .venv/bin/python bench/train_throughput.py [--steps 8] [--warmup 2] [--batch-size 4]
+    .venv/bin/python bench/train_throughput.py --ablate   # what each speed change buys, back to back
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import argparse
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import TrainerCallback
 
 from harness import models
+from harness.backends.local import packed_attention
 from harness.backends.local.backend import LocalBackend
 from harness.backends.local.packing import trained_token_loss
 from harness.config import StudyConfig, parse_study
@@ -228,6 +231,55 @@ def through_trl(backend: LocalBackend, args: argparse.Namespace, bf16: bool, pac
     return rate(counter.tokens, clock.ends, args.warmup)
 
 
+@contextmanager
+def block_mask_attention(backend: LocalBackend) -> Iterator[None]:
+    """Transformers' SDPA with a block-diagonal mask over the whole packed row."""
+    model = backend.lora_base()
+    model.set_attn_implementation("sdpa")
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(packed_attention.NAME)
+
+
+@contextmanager
+def bf16_attention(backend: LocalBackend) -> Iterator[None]:
+    """Per-example attention in the autocast dtype, whatever this CPU measures faster."""
+    measured = packed_attention._measure_fp32_faster
+    packed_attention._measure_fp32_faster = lambda *args: False
+    try:
+        yield
+    finally:
+        packed_attention._measure_fp32_faster = measured
+
+
+@contextmanager
+def fp32_frozen_base(backend: LocalBackend) -> Iterator[None]:
+    """LoRA on the fp32 base: autocast casts every frozen weight to bf16 at every step."""
+    backend.lora_base = lambda: models.load_base(backend.config.base_model)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del backend.lora_base
+
+
+ABLATIONS = {
+    "per-example attention (vs a block mask over the row)": block_mask_attention,
+    "fp32 attention where measured faster (vs bf16)": bf16_attention,
+    "bf16 frozen base weights (vs fp32 cast per step)": fp32_frozen_base,
+}
+
+
+def ablate(backend: LocalBackend, args: argparse.Namespace, work: Path) -> None:
+    """Each change against the harness without it, measured back to back on the same batches."""
+    print(f"{'change':<56} {'without':>8} {'with':>8} {'ratio':>6}")
+    for i, (change, without) in enumerate(ABLATIONS.items()):
+        with without(backend):
+            before = through_harness(backend, args, "lora", work / f"without{i}")[0]
+        after = through_harness(backend, args, "lora", work / f"with{i}")[0]
+        print(f"{change:<56} {before:8.1f} {after:8.1f} {after / before:6.2f}", flush=True)
+
+
 def matmul_gflops(bf16: bool, n: int = 2048, repeats: int = 5, rounds: int = 6) -> float:
     """The machine's matmul limit: the best of several timed rounds (the first ones warm up)."""
     dtype = torch.bfloat16 if bf16 else torch.float32
@@ -251,12 +303,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
     parser.add_argument("--skip", default="", help="comma-separated contenders to leave out")
+    parser.add_argument("--ablate", action="store_true", help="only: what each speed change buys (LoRA)")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
     work = Path(tempfile.mkdtemp(prefix="harness-bench-"))
     backend = LocalBackend(study_config(args, work))
     facts = backend.prepare()
+    if args.ablate:
+        print(f"cpu {cpu_features()} threads={torch.get_num_threads()} batching={facts['batching']}")
+        return ablate(backend, args, work)
     bf16 = use_bf16(args.precision)
     n_params = sum(p.numel() for p in models.load_base(args.base_model).parameters())
     peak = matmul_gflops(bf16)

@@ -27,6 +27,8 @@ from typing import Any, Literal
 
 import torch
 
+from harness import models
+
 ATTENTION = "harness_greedy"  # registered in transformers' AttentionInterface on first use
 Engine = Literal["auto", "greedy", "hf"]
 PREFILL_GROUP = 8  # prompts per prefill forward: measured fastest on a 2-core CPU (see _prefill)
@@ -155,14 +157,9 @@ def generation_copy(model: Any, bf16: bool, attention: str | None = ATTENTION) -
     clone.eval()
     clone.requires_grad_(False)
     if bf16:
-        # Linear weights only, run under autocast: the Trainer's bf16 arithmetic (norms, residuals and RoPE
-        # in fp32) without autocast casting every weight again at every step. Measured as fast as a
-        # whole-model bf16 copy, and closer to the fp32 answers.
-        for module in clone.modules():
-            if isinstance(module, torch.nn.Linear):  # a new Parameter also unties a tied lm_head
-                module.weight = torch.nn.Parameter(module.weight.detach().to(torch.bfloat16), requires_grad=False)
-                if module.bias is not None:
-                    module.bias = torch.nn.Parameter(module.bias.detach().to(torch.bfloat16), requires_grad=False)
+        # Linear weights only, run under autocast: measured as fast as a whole-model bf16 copy, and
+        # closer to the fp32 answers.
+        models.bf16_linear_weights(clone)
     if attention is not None:
         _register_attention()
         clone.set_attn_implementation(attention)

@@ -45,6 +45,7 @@ class LocalBackend:
     def __init__(self, config: StudyConfig, objective: Objective | None = None):
         self.config = config
         self.objective = objective if objective is not None else SFT(config)
+        self._bf16_base: Any = None  # lora_base's copy, made on the first LoRA trial
 
     def prepare(self) -> dict[str, Any]:
         return self.objective.prepare(self)
@@ -67,10 +68,20 @@ class LocalBackend:
         """What ``params`` mean for this machine's training (harness.backends.local_plan.resolve)."""
         return resolve(params, self.config.training, use_bf16(self.config.training.precision))
 
-    def trial_model(self, params: TrialParams) -> Any:
+    def lora_base(self) -> Any:
+        """The model LoRA trials wrap: the shared base, or a copy of it with bf16 Linear weights when
+        trials train in bf16, so autocast does not cast every frozen weight again at every step."""
         base = models.load_base(self.config.base_model)
+        if not use_bf16(self.config.training.precision):
+            return base
+        if self._bf16_base is None:
+            self._bf16_base = models.bf16_linear_weights(copy.deepcopy(base))
+        return self._bf16_base
+
+    def trial_model(self, params: TrialParams) -> Any:
         if not params.is_lora:
-            model = copy.deepcopy(base)  # full fine-tuning must never touch the shared base
+            # full fine-tuning must never touch the shared base
+            model = copy.deepcopy(models.load_base(self.config.base_model))
             model.requires_grad_(True)  # an earlier LoRA trial froze the shared base's weights
             set_dropout(model, params.dropout)
             return model
@@ -84,7 +95,7 @@ class LocalBackend:
             target_modules="all-linear" if targets == ("all-linear",) else list(targets),
             task_type="CAUSAL_LM",
         )
-        return get_peft_model(base, lora)
+        return get_peft_model(self.lora_base(), lora)
 
     def training_arguments(
         self, params: TrialParams, output_dir: Path, disable_tqdm: bool = False
