@@ -140,7 +140,6 @@ def load_tokenizer(spec: str) -> Any:
     return tokenizer
 
 
-@functools.cache
 def bf16_linear_weights(model: Any) -> Any:
     """Casts ``model``'s Linear weights to bf16 in place (a tied LM head gets its own bf16 copy).
 
@@ -157,6 +156,7 @@ def bf16_linear_weights(model: Any) -> Any:
     return model
 
 
+@functools.cache
 def load_base(spec: str) -> Any:
     """The base model, loaded once per process and shared by every trial (callers copy or wrap)."""
     from transformers import AutoModelForCausalLM
