@@ -23,7 +23,7 @@ from harness.backends.local.objective import Objective
 from harness.backends.local.plan import resolve
 from harness.backends.local.sft import SFT
 from harness.config import StudyConfig
-from harness.device import use_bf16
+from harness.device import use_bf16, use_physical_cores
 from harness.hyperparams import TrialParams
 
 
@@ -48,6 +48,8 @@ class LocalBackend:
         self._bf16_base: Any = None  # lora_base's copy, made on the first LoRA trial
 
     def prepare(self) -> dict[str, Any]:
+        if not torch.cuda.is_available():
+            use_physical_cores()
         return self.objective.prepare(self)
 
     def dry_run(self, params: Sequence[TrialParams]) -> str:

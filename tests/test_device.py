@@ -1,0 +1,34 @@
+"""What the machine offers: physical cores read from /proc/cpuinfo, threads set to them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness import device
+
+# Two packages, two cores each, two hyperthreads per core: eight logical cpus, four cores.
+CPUINFO = "\n\n".join(
+    f"processor\t: {n}\nphysical id\t: {n // 4}\ncore id\t\t: {(n // 2) % 2}\nflags\t\t: fpu avx2" for n in range(8)
+)
+
+
+def test_physical_cores_count_distinct_cores_per_package() -> None:
+    assert device.physical_cores(CPUINFO) == 4
+    assert device.physical_cores("") >= 1  # nothing readable: the logical count
+
+
+def test_threads_follow_physical_cores_unless_omp_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(device, "_cpuinfo", lambda: CPUINFO)
+        monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: set(range(8)))
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        assert device.use_physical_cores() == 4
+        monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: {0})  # a one-cpu cgroup
+        assert device.use_physical_cores() == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        torch.set_num_threads(2)
+        assert device.use_physical_cores() == 2  # left as the user's environment set it
+    finally:
+        torch.set_num_threads(before)
