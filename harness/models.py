@@ -148,12 +148,22 @@ def bf16_linear_weights(model: Any) -> Any:
     and read at half the bytes."""
     import torch
 
+    head, embeddings = _embeddings(model)
+    if head is not None and embeddings is not None and head.weight is embeddings.weight:
+        model.config.tie_word_embeddings = False  # untied below: say so, or peft's merge warns and a re-tie undoes it
     for module in model.modules():
         if isinstance(module, torch.nn.Linear):  # a new Parameter also unties a tied lm_head
             module.weight = torch.nn.Parameter(module.weight.detach().to(torch.bfloat16), requires_grad=False)
             if module.bias is not None:
                 module.bias = torch.nn.Parameter(module.bias.detach().to(torch.bfloat16), requires_grad=False)
     return model
+
+
+def _embeddings(model: Any) -> tuple[Any, Any]:
+    try:
+        return model.get_output_embeddings(), model.get_input_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None, None
 
 
 @functools.cache

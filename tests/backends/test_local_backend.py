@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import yaml
 from harness import models
 from harness.backends.local.backend import LocalBackend
 from harness.config import load_config
+from harness.generation import generation_copy
 from harness.hyperparams import TrialParams
 
 LORA = TrialParams(
@@ -45,6 +47,11 @@ def test_lora_trials_keep_frozen_base_weights_in_the_training_precision(study_ya
     assert model.get_base_model().model.embed_tokens.weight.dtype == torch.float32  # embeddings and norms too
     wrapped = model.get_base_model()
     assert wrapped is backend.lora_base()
+    assert wrapped.config.tie_word_embeddings == (precision == "fp32")  # the bf16 copy's head is its own
+    assert base.config.tie_word_embeddings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # merging for generation finds nothing to warn about
+        generation_copy(model, bf16=precision == "bf16")
     backend.release_for(LORA, model)()
     again = backend.trial_model(LORA)
     assert again.get_base_model() is wrapped  # one copy per study
