@@ -71,7 +71,10 @@ def write_jsonl(path: Path, records: list[Any]) -> Path:
 
 @pytest.fixture
 def chat_files(tmp_path: Path) -> tuple[Path, Path]:
-    train = [chat_record(f"How do I reverse list number {i} in Python?", f"Use reversed() or slicing [::-1] ({i}).") for i in range(12)]
+    train = [
+        chat_record(f"How do I reverse list number {i} in Python?", f"Use reversed() or slicing [::-1] ({i}).")
+        for i in range(12)
+    ]
     heldout = [chat_record(f"What does git stash do, case {i}?", "It shelves uncommitted changes.") for i in range(4)]
     return write_jsonl(tmp_path / "train.jsonl", train), write_jsonl(tmp_path / "heldout.jsonl", heldout)
 

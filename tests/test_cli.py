@@ -29,13 +29,31 @@ def mlflow_runs(tmp_path: Path) -> list:
     [
         ("{not json", "malformed JSON"),
         (json.dumps({"messages": [{"role": "user", "content": "q"}]}), "no assistant message"),
-        (json.dumps({"messages": [{"role": "bot", "content": "q"}, {"role": "assistant", "content": "a"}]}), "unknown role 'bot'"),
-        (json.dumps({"messages": [{"role": "user", "content": ""}, {"role": "assistant", "content": "a"}]}), "missing or empty content"),
-        (json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": 0.5}]}), "must be 0 or 1"),
-        (json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "long " * 400}]}), "exceeds max_seq_length"),
+        (
+            json.dumps({"messages": [{"role": "bot", "content": "q"}, {"role": "assistant", "content": "a"}]}),
+            "unknown role 'bot'",
+        ),
+        (
+            json.dumps({"messages": [{"role": "user", "content": ""}, {"role": "assistant", "content": "a"}]}),
+            "missing or empty content",
+        ),
+        (
+            json.dumps(
+                {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": 0.5}]}
+            ),
+            "must be 0 or 1",
+        ),
+        (
+            json.dumps(
+                {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "long " * 400}]}
+            ),
+            "exceeds max_seq_length",
+        ),
     ],
 )
-def test_bad_data_names_file_and_line_and_leaves_no_run(study_yaml: Path, tmp_path: Path, bad_line: str, message: str) -> None:
+def test_bad_data_names_file_and_line_and_leaves_no_run(
+    study_yaml: Path, tmp_path: Path, bad_line: str, message: str
+) -> None:
     train = Path(yaml.safe_load(study_yaml.read_text())["data"]["train_file"])
     lines = train.read_text().splitlines()
     lines.insert(2, bad_line)
@@ -74,7 +92,10 @@ def test_trials_lists_the_study(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("override", "message"),
-    [("evaluation.judge.rubric=nowhere.yaml", "nowhere.yaml"), ("evaluation.judge.model=/no/judge.gguf", "evaluation.judge.model")],
+    [
+        ("evaluation.judge.rubric=nowhere.yaml", "nowhere.yaml"),
+        ("evaluation.judge.model=/no/judge.gguf", "evaluation.judge.model"),
+    ],
 )
 def test_bad_judge_setup_fails_before_any_run(study_yaml: Path, tmp_path: Path, override: str, message: str) -> None:
     result = runner.invoke(app, ["sweep", str(study_yaml), override])

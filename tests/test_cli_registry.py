@@ -38,10 +38,14 @@ def test_promote_list_and_use_the_champion(study_yaml: Path, tiny_llama_dir: Pat
     assert listed.exit_code == 0, listed.output
     assert "champion" in listed.output and "previous" in listed.output and "eval_loss=0.5" in listed.output
 
-    said = runner.invoke(app, ["generate", "models:/tiny@champion", "hi", "--max-new-tokens", "3", "--tracking-uri", uri])
+    said = runner.invoke(
+        app, ["generate", "models:/tiny@champion", "hi", "--max-new-tokens", "3", "--tracking-uri", uri]
+    )
     assert said.exit_code == 0, said.output
     chat = runner.invoke(
-        app, ["chat", "models:/tiny@champion", "--max-new-tokens", "3", "--tracking-uri", uri], input="hi\n/reset\nhello\nexit\n"
+        app,
+        ["chat", "models:/tiny@champion", "--max-new-tokens", "3", "--tracking-uri", uri],
+        input="hi\n/reset\nhello\nexit\n",
     )
     assert chat.exit_code == 0, chat.output
     assert chat.output.count("you>") == 4
@@ -61,7 +65,9 @@ def test_eval_logs_any_model_as_a_run_of_the_study(study_yaml: Path, tiny_llama_
         result = runner.invoke(app, ["eval", str(study_yaml), "--model", spec, *FAST_EVAL])
         assert result.exit_code == 0, result.output
     experiment = client.get_experiment_by_name("tiny").experiment_id
-    runs = {r.data.tags["harness.eval_model"]: r for r in client.search_runs([experiment], "tags.`harness.role` = 'eval'")}
+    runs = {
+        r.data.tags["harness.eval_model"]: r for r in client.search_runs([experiment], "tags.`harness.role` = 'eval'")
+    }
     assert set(runs) == {"base", trial, "models:/tiny@champion"}
     digests = {r.data.tags["harness.eval_digest"] for r in runs.values()}
     assert len(digests) == 1  # the same evaluation every time: comparable scores

@@ -76,17 +76,44 @@ def test_not_yaml_mapping(tmp_path: Path) -> None:
     ("extra", "message"),
     [
         ({"search_space": {"method": "dpo"}}, "search_space.method: dpo not available on the local backend"),
-        ({"backend": "openai", "search_space": {"method": "supervised", "dropout": 0.1}}, "search_space.dropout: not a hyperparameter of the remote"),
-        ({"backend": "openai", "search_space": {"method": "lora"}}, "search_space.method: lora not available on the openai backend"),
-        ({"backend": "azure_openai", "search_space": {"method": "supervised", "training_args": {"weight_decay": 0.1}}}, "search_space.training_args: TrainingArguments exist only on the local backend"),
+        (
+            {"backend": "openai", "search_space": {"method": "supervised", "dropout": 0.1}},
+            "search_space.dropout: not a hyperparameter of the remote",
+        ),
+        (
+            {"backend": "openai", "search_space": {"method": "lora"}},
+            "search_space.method: lora not available on the openai backend",
+        ),
+        (
+            {
+                "backend": "azure_openai",
+                "search_space": {"method": "supervised", "training_args": {"weight_decay": 0.1}},
+            },
+            "search_space.training_args: TrainingArguments exist only on the local backend",
+        ),
         ({"search_space": {"beta": 0.1}}, "search_space.beta: only used with training.method dpo"),
-        ({"backend": "openai", "search_space": {"method": "supervised", "beta": 0.1}}, "search_space.beta: only used with method dpo"),
+        (
+            {"backend": "openai", "search_space": {"method": "supervised", "beta": 0.1}},
+            "search_space.beta: only used with method dpo",
+        ),
         ({"backend": "openai", "training": {"eval_steps": 3}}, "training: unknown key"),
         ({"openai": {"max_concurrent_jobs": 3}}, "openai: unknown key"),
         ({"backend": "foo"}, "backend: must be local, openai or azure_openai, got 'foo'"),
-        ({"objective": {"metric": "consistency/heldout/consistncy"}}, "objective.metric: no trial of this study produces 'consistency/heldout/consistncy'"),
-        ({"objective": {"weights": {"eval_loss": 1.0, "consistency/heldout/judge": 1.0}}, "evaluation": {"scorers": ["rouge_l"]}}, "objective: no trial of this study produces 'consistency/heldout/judge'"),
-        ({"sampler": {"type": "grid"}, "search_space": {"dropout": {"low": 0.0, "high": 0.1}}}, "sampler.type: grid tries every combination, but search_space.dropout"),
+        (
+            {"objective": {"metric": "consistency/heldout/consistncy"}},
+            "objective.metric: no trial of this study produces 'consistency/heldout/consistncy'",
+        ),
+        (
+            {
+                "objective": {"weights": {"eval_loss": 1.0, "consistency/heldout/judge": 1.0}},
+                "evaluation": {"scorers": ["rouge_l"]},
+            },
+            "objective: no trial of this study produces 'consistency/heldout/judge'",
+        ),
+        (
+            {"sampler": {"type": "grid"}, "search_space": {"dropout": {"low": 0.0, "high": 0.1}}},
+            "sampler.type: grid tries every combination, but search_space.dropout",
+        ),
     ],
 )
 def test_combinations_that_mean_nothing_are_refused_at_load(tmp_path: Path, extra: dict, message: str) -> None:
@@ -99,12 +126,21 @@ def test_each_backend_gets_its_own_config_class(tmp_path: Path) -> None:
     from harness.config import LocalStudyConfig, RemoteStudyConfig
 
     local = load_config(write(tmp_path, BASE))
-    remote = load_config(write(tmp_path, {**BASE, "backend": "openai", "search_space": {"method": ["supervised", "dpo"], "beta": [0.1, 0.5]}}))
+    remote = load_config(
+        write(
+            tmp_path,
+            {**BASE, "backend": "openai", "search_space": {"method": ["supervised", "dpo"], "beta": [0.1, 0.5]}},
+        )
+    )
     assert isinstance(local, LocalStudyConfig) and local.parallel_trials == 1
     assert isinstance(remote, RemoteStudyConfig) and remote.parallel_trials == remote.openai.max_concurrent_jobs
     assert not hasattr(remote.search_space, "dropout") and not hasattr(local, "openai")
     # Objective names the evaluation produces are accepted, per-criterion judge scores included.
-    judged = load_config(write(tmp_path, {**BASE, "objective": {"metric": "consistency/heldout/judge_structure", "direction": "maximize"}}))
+    judged = load_config(
+        write(
+            tmp_path, {**BASE, "objective": {"metric": "consistency/heldout/judge_structure", "direction": "maximize"}}
+        )
+    )
     assert judged.objective.metric == "consistency/heldout/judge_structure"
 
 

@@ -34,7 +34,9 @@ def test_composite_and_multi_objectives() -> None:
     composite = ObjectiveConfig(weights={"consistency/heldout/embedding": 1.0, "eval_loss": -0.1}, direction="maximize")
     assert objective_value(composite, metrics) == pytest.approx(0.4)
     assert objective_metrics(composite, 0.4) == {"objective": 0.4}
-    multi = ObjectiveConfig(metrics=[{"metric": "eval_loss"}, {"metric": "consistency/heldout/judge", "direction": "maximize"}])
+    multi = ObjectiveConfig(
+        metrics=[{"metric": "eval_loss"}, {"metric": "consistency/heldout/judge", "direction": "maximize"}]
+    )
     assert multi.directions == ["minimize", "maximize"]
     value = objective_value(multi, metrics)
     assert value == [2.0, 50.0]

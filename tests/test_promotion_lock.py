@@ -176,7 +176,9 @@ def test_four_processes_promoting_at_once_leave_one_champion_and_a_true_previous
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "harness.cli", "promote", str(study_yaml), "--run", run_id],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         for run_id in losses
     ]

@@ -42,7 +42,9 @@ def test_fixed_list_and_range_kinds() -> None:
 
 
 def test_distributions_seen_by_optuna() -> None:
-    s = space(epochs={"low": 1, "high": 3}, lr_multiplier={"low": 0.5, "high": 2.0, "log": True}, method=["lora", "full"])
+    s = space(
+        epochs={"low": 1, "high": 3}, lr_multiplier={"low": 0.5, "high": 2.0, "log": True}, method=["lora", "full"]
+    )
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     trial = study.ask()
     suggest(trial, s)
@@ -58,7 +60,9 @@ def test_choice_between_target_sets() -> None:
     assert params.lora_target_modules == ("q_proj", "v_proj")
 
 
-@pytest.mark.parametrize(("batch", "limit", "expected"), [(12, 4, (4, 3)), (1, 4, (1, 1)), (6, 4, (3, 2)), (8, 8, (8, 1))])
+@pytest.mark.parametrize(
+    ("batch", "limit", "expected"), [(12, 4, (4, 3)), (1, 4, (1, 1)), (6, 4, (3, 2)), (8, 8, (8, 1))]
+)
 def test_micro_batches_keep_the_effective_batch(batch: int, limit: int, expected: tuple[int, int]) -> None:
     micro, accumulation = micro_batches(batch, limit)
     assert (micro, accumulation) == expected

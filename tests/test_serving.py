@@ -64,7 +64,9 @@ def test_full_model_by_alias_answers_here_and_in_a_fresh_process(study_yaml: Pat
     answers = model.predict([question, [{"role": "user", "content": question}]], params=params)
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
     assert answers[0] == answers[1]  # greedy, and the study's system prompt is added to both
-    explicit = model.predict([[{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]], params=params)
+    explicit = model.predict(
+        [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]], params=params
+    )
     assert explicit == answers[:1]
     assert model.metadata.signature.params.to_dict()[0]["name"] == "max_new_tokens"
 

@@ -52,8 +52,6 @@ def test_connections_cut_by_the_server_are_replaced(postgres_url: str) -> None:
     url = make_url(postgres_url)
     admin = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
     with psycopg.connect(admin, autocommit=True) as connection:  # what a server restart does to a pool
-        connection.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (url.database,)
-        )
+        connection.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (url.database,))
     study.optimize(lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=2)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3

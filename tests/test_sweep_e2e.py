@@ -27,7 +27,9 @@ NO_EVAL = ["evaluation.enabled=false"]
 def child_runs(client: MlflowClient, experiment: str) -> list:
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id])
-    return sorted((r for r in runs if "mlflow.parentRunId" in r.data.tags), key=lambda r: int(r.data.tags["harness.trial_number"]))
+    return sorted(
+        (r for r in runs if "mlflow.parentRunId" in r.data.tags), key=lambda r: int(r.data.tags["harness.trial_number"])
+    )
 
 
 def test_two_trial_sweep_logs_curves_and_resumes(study_yaml: Path) -> None:
@@ -68,7 +70,16 @@ def test_two_trial_sweep_logs_curves_and_resumes(study_yaml: Path) -> None:
 def test_full_and_lora_trials_leave_the_shared_base_untouched(study_yaml: Path) -> None:
     from harness import models
 
-    config = load_config(study_yaml, [*NO_EVAL, "sampler.type=grid", "search_space.batch_size=2", "search_space.dropout=0.0", "search_space.lr_multiplier=1.0"])
+    config = load_config(
+        study_yaml,
+        [
+            *NO_EVAL,
+            "sampler.type=grid",
+            "search_space.batch_size=2",
+            "search_space.dropout=0.0",
+            "search_space.lr_multiplier=1.0",
+        ],
+    )
     base = models.load_base(config.base_model)
     before = {k: v.clone() for k, v in base.state_dict().items()}
     run_sweep(config)
@@ -79,7 +90,12 @@ def test_full_and_lora_trials_leave_the_shared_base_untouched(study_yaml: Path) 
 
 
 def test_a_grid_smaller_than_n_trials_ends_the_study_when_done(study_yaml: Path) -> None:
-    grid = ["sampler.type=grid", "search_space.batch_size=2", "search_space.dropout=0.0", "search_space.lr_multiplier=1.0"]
+    grid = [
+        "sampler.type=grid",
+        "search_space.batch_size=2",
+        "search_space.dropout=0.0",
+        "search_space.lr_multiplier=1.0",
+    ]
     config = load_config(study_yaml, [*NO_EVAL, *grid, "n_trials=5"])
     result = run_sweep(config)
     assert sorted(t.params["method"] for t in result.study.trials) == ["full", "lora"]  # each point once
@@ -94,7 +110,9 @@ def test_sigkill_mid_trial_then_resume(study_yaml: Path, tmp_path: Path) -> None
     with (tmp_path / "sweep.err").open("w") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "harness.cli", "sweep", str(study_yaml), *overrides],
-            env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
         )
     storage = config.storage
     deadline = time.time() + 420
@@ -158,12 +176,16 @@ def test_sweep_scores_every_trial_and_the_baseline(study_yaml: Path, tmp_path: P
             assert missing == judged or 0 <= metrics[f"consistency/{split}/judge"] <= 100
         assert run.data.params["judge_rubric_hash"]
         table = client.load_table(run.info.experiment_id, "eval/heldout.json", run_ids=[run.info.run_id])
-        assert len(table) == 2 and {"question", "reference", "answer", "embedding", "rouge_l", "judge"} <= set(table.columns)
+        assert len(table) == 2 and {"question", "reference", "answer", "embedding", "rouge_l", "judge"} <= set(
+            table.columns
+        )
     # Trial answers differ from the baseline's, but the judge cache is keyed by content:
     # a second identical study costs no judge calls.
     assert runs["trial-0"].data.metrics["judge_calls"] + runs["trial-0"].data.metrics["judge_cache_hits"] == 3
     # The baseline's answers are greedy from the same base: a second study re-judges nothing.
     second = run_sweep(load_config(study_yaml, [*overrides, "study_name=tiny-again", "n_trials=1"]))
-    again = client.search_runs([client.get_experiment_by_name("tiny-again").experiment_id], "attributes.run_name = 'baseline'")
+    again = client.search_runs(
+        [client.get_experiment_by_name("tiny-again").experiment_id], "attributes.run_name = 'baseline'"
+    )
     assert second.parent_run_id and again[0].data.metrics["judge_calls"] == 0
     assert again[0].data.metrics["judge_cache_hits"] == 3

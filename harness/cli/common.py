@@ -92,7 +92,6 @@ def load(config_path: Path, overrides: list[str]) -> StudyConfig:
         raise fail(str(exc)) from None
 
 
-
 # Model registry: promote, list, use, evaluate. The tracking URI is also the registry URI.
 TrackingUri = Annotated[
     str | None,

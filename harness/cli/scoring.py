@@ -97,4 +97,3 @@ def _print_check(results: list[Any], threshold: float) -> None:
         table.add_row(result.scorer, *cells, style="bold" if result.scorer == "judge" else None)
     Console().print(table)
     console.print("cells: accuracy (mean score gap, better minus worse variant, in the scorer's units)")
-

@@ -38,9 +38,7 @@ class TokenizedSet:
 
 def _render(tokenizer: Any, messages: Sequence[dict[str, Any]], generation_prompt: bool) -> str:
     plain = [{"role": m["role"], "content": m["content"]} for m in messages]
-    return tokenizer.apply_chat_template(
-        plain, tokenize=False, add_generation_prompt=generation_prompt
-    )
+    return tokenizer.apply_chat_template(plain, tokenize=False, add_generation_prompt=generation_prompt)
 
 
 def trained_spans(tokenizer: Any, messages: Sequence[dict[str, Any]]) -> tuple[str, list[tuple[int, int]]]:
@@ -57,8 +55,12 @@ def trained_spans(tokenizer: Any, messages: Sequence[dict[str, Any]]) -> tuple[s
         before = _render(tokenizer, messages[:i], generation_prompt=True)
         through = _render(tokenizer, messages[: i + 1], generation_prompt=False)
         if not (full.startswith(before) and full.startswith(through)):
-            raise DataError(["the chat template does not render conversations prefix by prefix; "
-                             "cannot locate assistant turns for loss masking"])
+            raise DataError(
+                [
+                    "the chat template does not render conversations prefix by prefix; "
+                    "cannot locate assistant turns for loss masking"
+                ]
+            )
         spans.append((len(before), len(through)))
     return full, spans
 

@@ -45,16 +45,13 @@ class JudgeCache:
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
-            row = self._db.execute(
-                "SELECT value FROM judge_scores WHERE key = ?", (key,)
-            ).fetchone()
+            row = self._db.execute("SELECT value FROM judge_scores WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
     def put(self, key: str, value: dict[str, Any], *, judge: str, rubric_hash: str) -> None:
         with self._lock, self._db:
             self._db.execute(
-                "INSERT OR REPLACE INTO judge_scores (key, judge, rubric_hash, value, created)"
-                " VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO judge_scores (key, judge, rubric_hash, value, created) VALUES (?, ?, ?, ?, ?)",
                 (key, judge, rubric_hash, json.dumps(value), time.time()),
             )
 

@@ -53,9 +53,7 @@ class Rubric:
 
     def messages(self, question: str, reference: str, answer: str) -> list[dict[str, str]]:
         """The chat messages for one judgement."""
-        criteria = "\n".join(
-            f'- "{c.key}" ({c.title}): {c.description}' for c in (*self.criteria, self.overall)
-        )
+        criteria = "\n".join(f'- "{c.key}" ({c.title}): {c.description}' for c in (*self.criteria, self.overall))
         user = self.user_template.format(
             question=_escape_tags(question),
             reference=_escape_tags(reference),

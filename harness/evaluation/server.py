@@ -31,9 +31,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def server_command(
-    gguf: Path, port: int, n_ctx: int, n_threads: int | None, logits_all: bool = True
-) -> list[str]:
+def server_command(gguf: Path, port: int, n_ctx: int, n_threads: int | None, logits_all: bool = True) -> list[str]:
     # llama_serve is `python -m llama_cpp.server` with a workaround for a crash on AMX CPUs.
     command = [sys.executable, "-m", "harness.evaluation.llama_serve", "--model", str(gguf)]
     command += ["--host", HOST, "--port", str(port), "--n_ctx", str(n_ctx)]

@@ -175,9 +175,7 @@ class FakeAPI:
             "status": "validating_files",
             "method": sent["method"],
             "metadata": sent.get("metadata"),
-            "hyperparameters": {
-                k: hyper[k] for k in ("n_epochs", "batch_size", "learning_rate_multiplier")
-            },
+            "hyperparameters": {k: hyper[k] for k in ("n_epochs", "batch_size", "learning_rate_multiplier")},
         }
         self.jobs[job_id] = job
         self.progress[job_id] = 0
@@ -185,16 +183,8 @@ class FakeAPI:
         return httpx.Response(200, json=job)
 
     def _list_jobs(self, request: httpx.Request, body: bytes) -> httpx.Response:
-        wanted = {
-            k[len("metadata[") : -1]: v
-            for k, v in request.url.params.items()
-            if k.startswith("metadata[")
-        }
-        found = [
-            j
-            for j in self.jobs.values()
-            if all((j.get("metadata") or {}).get(k) == v for k, v in wanted.items())
-        ]
+        wanted = {k[len("metadata[") : -1]: v for k, v in request.url.params.items() if k.startswith("metadata[")}
+        found = [j for j in self.jobs.values() if all((j.get("metadata") or {}).get(k) == v for k, v in wanted.items())]
         return httpx.Response(200, json={"object": "list", "data": found, "has_more": False})
 
     def _retrieve_job(self, request: httpx.Request, body: bytes, job_id: str) -> httpx.Response:
@@ -276,9 +266,7 @@ class FakeAPI:
 
     def _append(self, job_id: str, event: dict[str, Any]) -> None:
         events = self.events.setdefault(job_id, [])
-        events.append(
-            event | {"id": f"ftevent-{next(self._ids)}", "created_at": 1721764800 + len(events)}
-        )
+        events.append(event | {"id": f"ftevent-{next(self._ids)}", "created_at": 1721764800 + len(events)})
 
     def _list_events(self, request: httpx.Request, body: bytes, job_id: str) -> httpx.Response:
         newest_first = self.events.get(job_id, [])[::-1]
@@ -288,9 +276,7 @@ class FakeAPI:
             newest_first = newest_first[ids.index(after) + 1 :]
         limit = int(request.url.params.get("limit", 20))
         data = newest_first[:limit]
-        return httpx.Response(
-            200, json={"object": "list", "data": data, "has_more": len(newest_first) > limit}
-        )
+        return httpx.Response(200, json={"object": "list", "data": data, "has_more": len(newest_first) > limit})
 
     def _chat(self, request: httpx.Request, body: bytes) -> httpx.Response:
         sent = json.loads(body)

@@ -20,9 +20,7 @@ from tests.backends.fake_api import payload
 from tests.conftest import chat_record, write_jsonl
 
 
-def dpo_record(
-    question: str, good: str = "Use reversed().", bad: str = "No idea."
-) -> dict[str, Any]:
+def dpo_record(question: str, good: str = "Use reversed().", bad: str = "No idea.") -> dict[str, Any]:
     return {
         "input": {"messages": [{"role": "user", "content": question}]},
         "preferred_output": [{"role": "assistant", "content": good}],
@@ -47,9 +45,7 @@ def test_preference_records_are_checked_with_file_and_line(tmp_path: Path) -> No
     assert any(p.startswith(f"{path}:2: unrecognised key 'extra'") for p in problems)
     assert f"{path}:2: missing 'non_preferred_output'" in problems
     assert f"{path}:2: input.messages: missing or empty list" in problems
-    assert any(
-        p.startswith(f"{path}:3: preferred_output and non_preferred_output") for p in problems
-    )
+    assert any(p.startswith(f"{path}:3: preferred_output and non_preferred_output") for p in problems)
     assert any(p.startswith(f"{path}:4: malformed JSON") for p in problems)
     assert any(p.startswith(f"{path}:5: preferred_output[0].role") for p in problems)
     assert not any(p.startswith(f"{path}:1:") for p in problems)
@@ -72,9 +68,7 @@ def test_chat_and_preference_files_cannot_be_mixed(tmp_path: Path) -> None:
 
 
 def test_dpo_payload_carries_beta_under_its_method() -> None:
-    params = TrialParams(
-        epochs=2, batch_size=4, lr_multiplier=0.5, dropout=0.0, method="dpo", beta=0.1
-    )
+    params = TrialParams(epochs=2, batch_size=4, lr_multiplier=0.5, dropout=0.0, method="dpo", beta=0.1)
     body = job_payload("gpt-4o-mini-2024-07-18", params, {"train": "file-1"}, "s-t0", seed=7)
     assert body["method"] == {
         "type": "dpo",
@@ -94,9 +88,7 @@ def test_preflight_counts_tokens_caps_examples_and_prices(tmp_path: Path) -> Non
     records = [chat_record("q" * 40, "a" * 40), chat_record("q" * 4000, "a" * 4000)]
     path = write_jsonl(tmp_path / "train.jsonl", records)
     dataset = load_dataset(path, None, None, 0, None)
-    settings = OpenAIConfig(
-        token_counter="chars", max_example_tokens={"m": 500}, training_price_per_mtok={"m": 3.0}
-    )
+    settings = OpenAIConfig(token_counter="chars", max_example_tokens={"m": 500}, training_price_per_mtok={"m": 3.0})
     estimate = preflight(dataset, "m", settings)
     _, count = token_counter("chars", "m")
     small = example_tokens(dataset.train[0], count)

@@ -71,16 +71,12 @@ def make_config(tmp_path: Path, files: tuple[Path, Path], **overrides: Any) -> S
 def use_fake(monkeypatch: pytest.MonkeyPatch, fake: FakeAPI, sleep: Any = None) -> list[float]:
     """Make run_sweep's backend talk to ``fake``; returns the list of requested sleeps."""
     sleeps: list[float] = []
-    patched = functools.partial(
-        OpenAIBackend, http_client=fake.http_client(), sleep=sleep or sleeps.append
-    )
+    patched = functools.partial(OpenAIBackend, http_client=fake.http_client(), sleep=sleep or sleeps.append)
     monkeypatch.setattr(openai_ft, "OpenAIBackend", patched)
     return sleeps
 
 
-def backend_for(
-    config: StudyConfig, fake: FakeAPI, sleeps: list[float] | None = None
-) -> OpenAIBackend:
+def backend_for(config: StudyConfig, fake: FakeAPI, sleeps: list[float] | None = None) -> OpenAIBackend:
     return OpenAIBackend(
         config,
         http_client=fake.http_client(),
@@ -272,9 +268,7 @@ def test_pruned_trial_cancels_its_job(tmp_path: Path, chat_files: tuple[Path, Pa
     assert recorder.attrs[ATTR_JOB] == job_id
 
 
-def test_answers_come_from_the_fine_tuned_model(
-    tmp_path: Path, chat_files: tuple[Path, Path]
-) -> None:
+def test_answers_come_from_the_fine_tuned_model(tmp_path: Path, chat_files: tuple[Path, Path]) -> None:
     fake = FakeAPI(base64_result=True)
     recorder = Recorder()
     result = backend_for(make_config(tmp_path, chat_files), fake).train(PARAMS, recorder.ctx)
@@ -287,9 +281,7 @@ def test_answers_come_from_the_fine_tuned_model(
     assert sent["model"] == result.remote_model and sent["temperature"] == 0
 
 
-def test_rate_limit_waits_as_told_and_creates_one_job(
-    tmp_path: Path, chat_files: tuple[Path, Path]
-) -> None:
+def test_rate_limit_waits_as_told_and_creates_one_job(tmp_path: Path, chat_files: tuple[Path, Path]) -> None:
     fake = FakeAPI()
     fake.fail("POST", JOBS, 429, payload("error_rate_limit.json"), headers={"retry-after": "7"})
     sleeps: list[float] = []
@@ -332,9 +324,7 @@ def test_api_errors_never_carry_the_key(tmp_path: Path, chat_files: tuple[Path, 
         assert (stopped.value.code, stopped.value.stop_study) == (code, stop)
 
 
-def test_server_errors_retry_a_bounded_number_of_times(
-    tmp_path: Path, chat_files: tuple[Path, Path]
-) -> None:
+def test_server_errors_retry_a_bounded_number_of_times(tmp_path: Path, chat_files: tuple[Path, Path]) -> None:
     fake = FakeAPI()
     fake.fail("GET", ONE_JOB, 500, payload("error_server.json"), times=2)
     backend_for(make_config(tmp_path, chat_files), fake).train(PARAMS, Recorder().ctx)
@@ -349,9 +339,7 @@ def test_server_errors_retry_a_bounded_number_of_times(
     assert len(creating.calls("POST", JOBS)) == 3
 
 
-def test_a_polling_outage_pauses_the_trial_until_the_api_returns(
-    tmp_path: Path, chat_files: tuple[Path, Path]
-) -> None:
+def test_a_polling_outage_pauses_the_trial_until_the_api_returns(tmp_path: Path, chat_files: tuple[Path, Path]) -> None:
     fake = FakeAPI()
     # 30 failed requests: ten polls in a row fail past their own retries.
     fake.fail("GET", ONE_JOB, 503, payload("error_server.json"), times=30)
@@ -404,9 +392,7 @@ def test_a_long_polling_outage_stops_the_trial_and_its_retry_reattaches(
     assert child_runs(config)[1].data.params["openai_job_id"] == job_id
 
 
-def test_network_loss_while_polling_does_not_fail_the_trial(
-    tmp_path: Path, chat_files: tuple[Path, Path]
-) -> None:
+def test_network_loss_while_polling_does_not_fail_the_trial(tmp_path: Path, chat_files: tuple[Path, Path]) -> None:
     fake = FakeAPI()
     fake.fail("GET", ONE_JOB, status=0, times=15)  # longer than one call's retries
     config = make_config(tmp_path, chat_files, openai__max_retries=2)
@@ -414,9 +400,7 @@ def test_network_loss_while_polling_does_not_fail_the_trial(
     assert result.remote_model
 
 
-def test_uploads_are_reused_across_trials_and_processes(
-    tmp_path: Path, chat_files: tuple[Path, Path]
-) -> None:
+def test_uploads_are_reused_across_trials_and_processes(tmp_path: Path, chat_files: tuple[Path, Path]) -> None:
     fake = FakeAPI()
     config = make_config(tmp_path, chat_files)
     first = backend_for(config, fake)
@@ -427,9 +411,7 @@ def test_uploads_are_reused_across_trials_and_processes(
     assert len(fake.jobs) == 3
 
 
-def test_parallel_trials_share_one_upload_and_run_their_own_jobs(
-    tmp_path: Path, chat_files: tuple[Path, Path]
-) -> None:
+def test_parallel_trials_share_one_upload_and_run_their_own_jobs(tmp_path: Path, chat_files: tuple[Path, Path]) -> None:
     fake = FakeAPI(steps=8)
     backend = backend_for(make_config(tmp_path, chat_files, openai__budget_usd=100.0), fake)
     recorders = [Recorder() for _ in range(4)]
@@ -481,9 +463,7 @@ def test_dry_run_makes_no_request(
         pytest.fail(f"dry run sent {request.method} {request.url}")
 
     config = make_config(tmp_path, chat_files, openai__budget_usd=0.01)
-    backend = OpenAIBackend(
-        config, http_client=httpx.Client(transport=httpx.MockTransport(no_network))
-    )
+    backend = OpenAIBackend(config, http_client=httpx.Client(transport=httpx.MockTransport(no_network)))
     text = backend.dry_run(sample_params(config, 3))
 
     assert "no request" in text and "tokens per example (chars, estimate)" in text
@@ -507,15 +487,11 @@ def test_prepare_reports_facts_and_checks_credentials(
         OpenAIBackend(config).prepare()
 
 
-def test_setup_problems_are_caught_before_any_request(
-    tmp_path: Path, chat_files: tuple[Path, Path]
-) -> None:
+def test_setup_problems_are_caught_before_any_request(tmp_path: Path, chat_files: tuple[Path, Path]) -> None:
     with pytest.raises(ConfigError, match="cannot train on chat data"):
         OpenAIBackend(make_config(tmp_path, chat_files, search_space__method="dpo")).load()
     with pytest.raises(ConfigError, match="no price"):
-        OpenAIBackend(
-            make_config(tmp_path, chat_files, base_model="my-model", openai__budget_usd=5.0)
-        ).load()
+        OpenAIBackend(make_config(tmp_path, chat_files, base_model="my-model", openai__budget_usd=5.0)).load()
     few = write_jsonl(tmp_path / "few.jsonl", [chat_record("q", "a")] * 3)
     with pytest.raises(DataError, match="at least 10"):
         OpenAIBackend(make_config(tmp_path, (few, chat_files[1]))).load()

@@ -1,4 +1,3 @@
-
 import pytest
 
 from harness.data.chat import DataError, Example
@@ -21,7 +20,9 @@ def trained_text(tokenizer, example: Example) -> str:
 
 
 def test_labels_cover_exactly_the_assistant_answer(smol_tokenizer) -> None:
-    example = conversation(("system", "Be kind.", None), ("user", "What is 2+2?", None), ("assistant", "It is 4.", None))
+    example = conversation(
+        ("system", "Be kind.", None), ("user", "What is 2+2?", None), ("assistant", "It is 4.", None)
+    )
     item = tokenize_example(smol_tokenizer, example)
     assert trained_text(smol_tokenizer, example) == "It is 4.<|im_end|>\n"
     assert all(label in (IGNORE_INDEX, token) for token, label in zip(item.input_ids, item.labels, strict=False))
@@ -39,7 +40,9 @@ def test_weight_zero_turns_are_not_trained(smol_tokenizer) -> None:
 
 
 def test_multi_turn_trains_every_weighted_answer(smol_tokenizer) -> None:
-    example = conversation(("user", "a?", None), ("assistant", "one", None), ("user", "b?", None), ("assistant", "two", None))
+    example = conversation(
+        ("user", "a?", None), ("assistant", "one", None), ("user", "b?", None), ("assistant", "two", None)
+    )
     assert trained_text(smol_tokenizer, example) == "one<|im_end|>\ntwo<|im_end|>\n"
 
 

@@ -137,7 +137,10 @@ def _check_cli(tmp_path: Path, study_yaml: Path, url: str, answers: list[str]) -
     from tests.conftest import chat_record, write_jsonl
 
     tmp_path.mkdir(parents=True, exist_ok=True)
-    train = write_jsonl(tmp_path / "house.jsonl", [chat_record(f"How do I {t} in Python?", a) for t, a in zip(TOPICS, answers, strict=False)])
+    train = write_jsonl(
+        tmp_path / "house.jsonl",
+        [chat_record(f"How do I {t} in Python?", a) for t, a in zip(TOPICS, answers, strict=False)],
+    )
     overrides = [
         f"data.train_file={train}",
         "evaluation.judge.kind=base_url",

@@ -24,9 +24,7 @@ def test_parse_json_reply() -> None:
 def test_parse_fenced_and_truncated_replies() -> None:
     fenced = f"```json\n{GOOD}\n```"
     assert parse_reply(fenced, KEYS, 1, 9)[0]["style"] == 8
-    truncated = (
-        '{"structure": 2, "content": 3, "detail": 4, "style": 5, "overall": 3, "reasons": "Th'
-    )
+    truncated = '{"structure": 2, "content": 3, "detail": 4, "style": 5, "overall": 3, "reasons": "Th'
     scores, reasons = parse_reply(truncated, KEYS, 1, 9)
     assert scores["overall"] == 3 and reasons == ""
 

@@ -104,9 +104,13 @@ def test_a_built_wheel_ships_the_rubric_and_finds_it(tmp_path: Path) -> None:
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    probe = "import harness; from harness.evaluation.rubric import load_rubric; print(harness.__file__, load_rubric().hash)"
+    probe = (
+        "import harness; from harness.evaluation.rubric import load_rubric; print(harness.__file__, load_rubric().hash)"
+    )
     env = {**os.environ, "PYTHONPATH": str(site)}
-    ran = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
+    ran = subprocess.run(
+        [sys.executable, "-c", probe], cwd=elsewhere, env=env, capture_output=True, text=True, check=True
+    )
     module_file, digest = ran.stdout.split()
     assert Path(module_file).is_relative_to(site)  # the wheel's copy, not the checkout
     assert digest == load_rubric(RUBRIC).hash

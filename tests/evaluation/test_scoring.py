@@ -24,11 +24,7 @@ class FixedEmbedder:
 
 def test_metrics_and_rows_for_every_scorer() -> None:
     state = FakeState(
-        reply=lambda body: (
-            Reply("I can't help with that.")
-            if "*args" in body["messages"][1]["content"]
-            else Reply()
-        )
+        reply=lambda body: Reply("I can't help with that.") if "*args" in body["messages"][1]["content"] else Reply()
     )
     with fake_server(state) as url:
         config = JudgeConfig(kind="base_url", model="fake", rubric=RUBRIC, max_retries=0)
@@ -48,9 +44,7 @@ def test_metrics_and_rows_for_every_scorer() -> None:
     # The refusal is missing, not zero: the mean is over the two judged answers.
     assert metrics["consistency/heldout/judge"] == pytest.approx(80.0)
     assert metrics["consistency/heldout/judge_structure"] == pytest.approx(80.0)
-    assert {f"consistency/heldout/judge_{k}" for k in ("content", "detail", "style")} <= set(
-        metrics
-    )
+    assert {f"consistency/heldout/judge_{k}" for k in ("content", "detail", "style")} <= set(metrics)
     assert metrics["consistency/heldout/judge_missing"] == 1.0
     assert len(result.rows) == 3
     row = result.rows[2]

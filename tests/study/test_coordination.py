@@ -82,4 +82,3 @@ def test_only_storages_other_processes_open_are_shared(tmp_path: Path) -> None:
     assert not is_shared("sqlite:///:memory:") and not is_shared("sqlite://")
     assert not (tmp_path / "nested").exists() and file_of(f"sqlite:///{tmp_path}/nested/o.db") is not None
     assert not (tmp_path / "nested").exists()  # asking creates nothing
-

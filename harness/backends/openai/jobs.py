@@ -286,17 +286,11 @@ def event_metrics(data: Any) -> tuple[int, dict[str, float]] | None:
     """(step, metrics) from a ``metrics`` event's data, or None for other events."""
     if not isinstance(data, dict) or "step" not in data:
         return None
-    metrics = {
-        name: float(data[key])
-        for key, name in METRIC_NAMES.items()
-        if isinstance(data.get(key), int | float)
-    }
+    metrics = {name: float(data[key]) for key, name in METRIC_NAMES.items() if isinstance(data.get(key), int | float)}
     return int(data["step"]), metrics
 
 
-def make_answerer(
-    client: openai.OpenAI, call: Caller, model: str, max_tokens: int
-) -> Callable[..., list[str]]:
+def make_answerer(client: openai.OpenAI, call: Caller, model: str, max_tokens: int) -> Callable[..., list[str]]:
     """Greedy answers (temperature 0) from the fine-tuned model or Azure deployment;
     ``max_new_tokens`` per call overrides ``max_tokens`` (evaluation sizes it from the references)."""
 

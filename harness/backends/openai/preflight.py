@@ -77,9 +77,7 @@ def example_tokens(record: dict[str, Any], count: Counter) -> int:
     if "messages" in record:
         return _message_tokens(record["messages"], count)
     input_messages = record["input"]["messages"]
-    return _message_tokens(
-        [*input_messages, *record["preferred_output"], *record["non_preferred_output"]], count
-    )
+    return _message_tokens([*input_messages, *record["preferred_output"], *record["non_preferred_output"]], count)
 
 
 @dataclass(frozen=True)
@@ -125,8 +123,7 @@ class Preflight:
         exact = "exact" if self.counter == "tiktoken" else "estimate"
         price = f"${self.price_per_mtok}/1M trained tokens" if self.price_per_mtok else "no price"
         lines = [
-            f"model {self.model}: {self.kind} data, {self.n_train} train / "
-            f"{self.n_validation} validation examples",
+            f"model {self.model}: {self.kind} data, {self.n_train} train / {self.n_validation} validation examples",
             f"tokens per example ({self.counter}, {exact}): min {self.tokens_min}, "
             f"mean {self.tokens_mean:.1f}, max {self.tokens_max}",
             f"billed tokens per epoch: {self.billed_tokens_per_epoch} "
