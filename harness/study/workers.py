@@ -8,6 +8,8 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from harness.device import physical_cores
+
 
 def run_workers(
     argv: Sequence[str], n: int, watch: Callable[[], None] | None = None, every_s: float = 2.0
@@ -17,7 +19,7 @@ def run_workers(
     Ctrl-C reaches the children through the terminal's process group; SIGTERM is sent as well, so
     a parent stopped by ``kill`` still has every worker close its runs truthfully.
     """
-    env = thread_env(os.environ, n, os.cpu_count() or 1)
+    env = thread_env(os.environ, n, physical_cores())  # hyperthreads share a core's vector units
     children = [subprocess.Popen(list(argv), env=env) for _ in range(n)]
     try:
         while any(child.poll() is None for child in children):
