@@ -63,12 +63,28 @@ def tiny(tiny_llama_dir: Path) -> Any:
     return AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
 
 
+@pytest.fixture
+def per_example(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
+    """(length, ran in fp32) of every example the per-example attention ran: proof that it ran at all,
+    since transformers' SDPA, its fallback, would give the same results."""
+    calls: list[tuple[int, bool]] = []
+    measured = packed_attention._fp32_is_faster
+
+    def spy(query: torch.Tensor, key: torch.Tensor) -> bool:
+        fp32 = measured(query, key)
+        calls.append((query.shape[2], fp32))
+        return fp32
+
+    monkeypatch.setattr(packed_attention, "_fp32_is_faster", spy)
+    return calls
+
+
 @pytest.mark.parametrize(
     ("pack", "attention"),
     [(True, "sdpa"), (True, packed_attention.NAME), (False, "sdpa"), (False, packed_attention.NAME)],
 )
 def test_loss_and_gradients_equal_the_examples_run_alone(
-    tiny: Any, smol_tokenizer: Any, pack: bool, attention: str
+    tiny: Any, smol_tokenizer: Any, pack: bool, attention: str, per_example: list[tuple[int, bool]]
 ) -> None:
     features = _features(smol_tokenizer)
     reference = copy.deepcopy(tiny)
@@ -90,6 +106,9 @@ def test_loss_and_gradients_equal_the_examples_run_alone(
     assert ours.keys() == theirs.keys() and ours
     for name in ours:
         torch.testing.assert_close(ours[name], theirs[name], rtol=1e-4, atol=1e-6, msg=name)
+    lengths = [len(f["input_ids"]) for f in features]
+    runs_per_example = pack and attention != "sdpa"
+    assert [n for n, _ in per_example] == (lengths * tiny.config.num_hidden_layers if runs_per_example else [])
 
 
 def test_a_packed_row_has_no_padding_and_restarts_positions(smol_tokenizer: Any) -> None:
@@ -146,7 +165,7 @@ def test_a_model_without_logits_to_keep_trains_on_padded_rows(tiny: Any, smol_to
 
 @pytest.mark.parametrize("fp32", [True, False])
 def test_per_example_attention_under_bf16_autocast(
-    tiny: Any, smol_tokenizer: Any, fp32: bool, monkeypatch: pytest.MonkeyPatch
+    tiny: Any, smol_tokenizer: Any, fp32: bool, monkeypatch: pytest.MonkeyPatch, per_example: list[tuple[int, bool]]
 ) -> None:
     """Either precision the CPU measure picks gives transformers' block-mask result, gradients too."""
     monkeypatch.setattr(packed_attention, "_measure_fp32_faster", lambda *args: fp32)
@@ -161,6 +180,7 @@ def test_per_example_attention_under_bf16_autocast(
         loss.backward()
         results.append((loss.item(), _grads(model)))
     (expected, theirs), (actual, ours) = results
+    assert per_example and all(ran_fp32 == fp32 for _, ran_fp32 in per_example)  # the branch under test ran
     assert actual == pytest.approx(expected, rel=1e-2)
     for name in ours:
         torch.testing.assert_close(ours[name], theirs[name], rtol=5e-2, atol=5e-3, msg=name)
