@@ -20,14 +20,12 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_throughput import CountingCollator, study_config, trial_params
+from train_throughput import CountingCollator, study_config, train_step, trial_params
 
 from harness.backends.local.backend import LocalBackend
-from harness.backends.local.packing import trained_token_loss
 from harness.device import use_bf16
 
 GROUPS = {
@@ -75,13 +73,7 @@ def main() -> None:
     model.train()
 
     def step() -> None:
-        batch = next(loader)
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = trained_token_loss(model(**inputs), batch["labels"])
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
+        train_step(model, optimizer, next(loader), bf16)
 
     for _ in range(args.warmup):
         step()

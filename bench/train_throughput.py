@@ -137,6 +137,19 @@ def lora_model(backend: LocalBackend) -> Any:
     return get_peft_model(models.load_base(backend.config.base_model), config)
 
 
+def train_step(model: Any, optimizer: Any, batch: dict[str, Any], bf16: bool, trained_only: bool = True) -> None:
+    """One plain optimizer step: forward under bf16 autocast where asked, loss, backward, update."""
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        if trained_only:
+            value = trained_token_loss(model(**inputs), batch["labels"])
+        else:
+            value = model(**inputs, labels=batch["labels"]).loss
+    value.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+
+
 def bare_loop(backend: LocalBackend, batches: list[dict[str, Any]], bf16: bool, warmup: int, loss: str) -> float:
     """A plain peft loop on given batches: AdamW, bf16 autocast where the harness uses it."""
     model = lora_model(backend)
@@ -144,15 +157,7 @@ def bare_loop(backend: LocalBackend, batches: list[dict[str, Any]], bf16: bool, 
     model.train()
     tokens, ends = [], [time.perf_counter()]
     for batch in batches:
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            if loss == "trained":
-                value = trained_token_loss(model(**inputs), batch["labels"])
-            else:
-                value = model(**inputs, labels=batch["labels"]).loss
-        value.backward()
-        optimizer.step()
-        optimizer.zero_grad()
+        train_step(model, optimizer, batch, bf16, trained_only=loss == "trained")
         mask = batch.get("attention_mask")
         tokens.append(int(mask.sum()) if mask is not None else int(batch["input_ids"].numel()))
         ends.append(time.perf_counter())
