@@ -18,6 +18,7 @@ from harness.backends.local.packing import (
     packing_works,
     trained_token_loss,
 )
+from harness.config import ConfigError
 from harness.data.chat import Example
 from harness.data.tokenize import IGNORE_INDEX, tokenize_example
 
@@ -132,6 +133,9 @@ def test_packing_is_measured_on_the_model(tiny: Any, smol_tokenizer: Any) -> Non
             return tiny(input_ids=input_ids)
 
     assert not packing_works(NoPositions(), features)
+    assert choose_packing("auto", NoPositions(), features)[0] is False  # falls back to padding
+    with pytest.raises(ConfigError, match=r"training\.packing: on"):  # a user error, shown without a traceback
+        choose_packing("on", NoPositions(), features)
 
 
 def test_packed_rows_attend_within_each_example(tiny: Any, smol_tokenizer: Any) -> None:

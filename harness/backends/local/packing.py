@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from harness.backends.local import packed_attention
+from harness.config import ConfigError
 from harness.data.tokenize import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ def choose_packing(setting: str, model: Any, features: Sequence[Feature]) -> tup
     if per_example:
         model.set_attn_implementation("sdpa")
     if setting == "on":
-        raise ValueError(
+        raise ConfigError(
             "training.packing: on, but this model's attention lets packed examples see each other "
             "(or it takes no position_ids/logits_to_keep); use auto or off"
         )
