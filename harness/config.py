@@ -5,6 +5,7 @@ Errors name the key's dotted path (``search_space.dropout.high``) and the file.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -15,10 +16,12 @@ from pydantic import (
     Tag,
     TypeAdapter,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
 from harness.hyperparams import BY_NAME, LOCAL_METHODS, REMOTE_METHODS
+from harness.redaction import masked
 from harness.settings.base import Frozen
 from harness.settings.evaluation import EvaluationConfig
 from harness.settings.openai import OpenAIConfig
@@ -99,6 +102,11 @@ class ObjectiveConfig(Frozen):
         return [t.metric for t in self.metrics] or list(self.weights) or [self.metric]
 
     @property
+    def judge_inputs(self) -> list[str]:
+        """The judge scores the objective reads (``consistency/<split>/judge...``)."""
+        return [n for n in self.inputs if n.startswith("consistency/") and n.split("/")[-1].startswith("judge")]
+
+    @property
     def names(self) -> list[str]:
         """What the study optimises, as it is named on runs and in reports."""
         if self.metrics:
@@ -166,6 +174,8 @@ DPO_METRICS = tuple(
     for kind, names in (("rewards", ("chosen", "rejected", "accuracies", "margins")), ("logps", ("chosen", "rejected")))
     for name in names
 )
+# A study's name is a directory under training.work_dir (and a registry name): one safe path part.
+STUDY_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
 class _StudyBase(Frozen):
@@ -190,6 +200,16 @@ class _StudyBase(Frozen):
     # Subclasses say what they accept.
     METHODS: ClassVar[tuple[str, ...]] = ()
     METRICS_KEY: ClassVar[str] = "local"
+
+    @field_validator("study_name")
+    @classmethod
+    def _safe_study_name(cls, value: str) -> str:
+        if not STUDY_NAME.fullmatch(value):
+            raise ValueError(
+                f"{value!r} cannot name the study: it names a directory under training.work_dir, so use"
+                " letters, digits, '-', '_' and '.' only, not starting with a dot"
+            )
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> _StudyBase:
@@ -230,13 +250,25 @@ class _StudyBase(Frozen):
 
     def _check_objective(self) -> None:
         produced = self.produced_metrics()
+        key = "objective.metric" if not (self.objective.weights or self.objective.metrics) else "objective"
         for name in self.objective.inputs:
             if name not in produced and not self._judge_metric(name):
-                key = "objective.metric" if not (self.objective.weights or self.objective.metrics) else "objective"
                 raise ValueError(
                     f"{key}: no trial of this study produces {name!r}; it produces "
                     + ", ".join(sorted(n for n in produced if "_vs_baseline" not in n))
                 )
+        judge = self.evaluation.judge
+        if self.objective.judge_inputs and not judge.check and not judge.trust_unchecked:
+            raise ValueError(
+                f"{key}: reads the judge ({', '.join(self.objective.judge_inputs)}), but evaluation.judge.check"
+                " is false, so nothing shows the judge ranks answers better than chance: turn the check on, or"
+                " set evaluation.judge.trust_unchecked: true to use it unchecked (its runs are tagged so)"
+            )
+
+    @property
+    def judge_unchecked(self) -> bool:
+        """Whether the objective reads a judge that was never checked (allowed by trust_unchecked)."""
+        return bool(self.objective.judge_inputs) and not self.evaluation.judge.check
 
     def produced_metrics(self) -> set[str]:
         """Final metrics every trial logs: the backend's training metrics and the evaluation's."""
@@ -294,10 +326,21 @@ class LocalStudyConfig(_StudyBase):
             raise ValueError(
                 f"search_space.augmentation: {', '.join(augmented)} not available with training.method dpo"
             )
+        owned = self.training.harness_args
+        if taken := [key for key in self.search_space.training_args if key in owned]:
+            raise ValueError("\n  ".join(_owned_arg(key, owned[key]) for key in taken))
 
     def produced_metrics(self) -> set[str]:
         dpo = set(DPO_METRICS) if self.training.method == "dpo" else set()
         return super().produced_metrics() | dpo
+
+
+def _owned_arg(key: str, owner: str) -> str:
+    """Why ``search_space.training_args.<key>`` is refused: the harness sets it, from ``owner``."""
+    where = f"search_space.training_args.{key}: the harness sets {key}"
+    if owner.startswith("the harness"):
+        return f"{where} itself{owner.removeprefix('the harness')}; take it out of training_args"
+    return f"{where} from {owner}; take it out of training_args and change {owner} instead"
 
 
 class RemoteStudyConfig(_StudyBase):
@@ -344,8 +387,8 @@ def _format_errors(source: str, error: ValidationError) -> str:
         problem = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
         if item["type"] == "extra_forbidden" and len(item["loc"]) >= 2 and item["loc"][-2] == "search_space":
             problem = _foreign_key(str(item["loc"][-1]), item["loc"])
-        if not path and problem.startswith("Value error, "):
-            problem = problem.removeprefix("Value error, ")  # our whole-config rules name their key
+        if problem.startswith("Value error, "):
+            problem = problem.removeprefix("Value error, ")  # our own rules: the message is the problem
         elif not path and item["type"] == "union_tag_invalid":
             path, problem = "backend", f"must be local, openai or azure_openai, got {item['input'].get('backend')!r}"
         lines.append(f"  {path or '(top level)'}: {problem}" if path or ": " not in problem else f"  {problem}")
@@ -404,7 +447,7 @@ def load_config(path: Path, overrides: list[str] | None = None) -> LocalStudyCon
     try:
         return parse_study(raw)
     except ValidationError as exc:
-        source = f"{path} (with overrides {overrides})" if overrides else str(path)
+        source = f"{path} (with overrides {masked(overrides)})" if overrides else str(path)
         raise ConfigError(_format_errors(source, exc)) from None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -63,6 +64,18 @@ def _client(tracking_uri: str) -> Any:
 def _ensure_local_store(tracking_uri: str) -> None:
     if tracking_uri.startswith("sqlite:///"):
         Path(tracking_uri.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def local_store_missing(tracking_uri: str) -> bool:
+    """A SQLite or file store that does not exist yet: opening a client on it would create it."""
+    from mlflow.utils.file_utils import local_file_uri_to_path
+    from mlflow.utils.uri import is_local_uri
+
+    if tracking_uri.startswith("sqlite:///"):
+        return not Path(tracking_uri.removeprefix("sqlite:///")).expanduser().exists()
+    if is_local_uri(tracking_uri):  # a file store: a path or file:...
+        return not Path(local_file_uri_to_path(tracking_uri)).expanduser().exists()
+    return False
 
 
 def default_artifact_location(tracking_uri: str) -> str | None:
@@ -161,9 +174,25 @@ class Tracker:
         self.client.log_figure(run_id, figure, artifact_file)
 
     def log_table(self, run_id: str, rows: list[dict[str, Any]], artifact_file: str) -> None:
-        import pandas as pd
+        """``rows`` as the whole table ``artifact_file``, replacing any earlier one.
 
-        self.client.log_table(run_id, data=pd.DataFrame(rows), artifact_file=artifact_file)
+        ``MlflowClient.log_table`` appends to an existing table, so a table rewritten from the
+        study's state (per worker, on resume) would grow duplicate rows. The file has the same
+        layout (pandas ``orient="split"``) and the same ``mlflow.loggedArtifacts`` entry, so
+        ``mlflow.load_table``, the UI and :func:`harness.evaluation.tables.load_rows` read it.
+        """
+        import pandas as pd
+        from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
+
+        directory, _, name = artifact_file.rpartition("/")
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / name
+            pd.DataFrame(rows).to_json(local, orient="split", index=False, date_format="iso")
+            self.client.log_artifact(run_id, str(local), directory or None)
+        logged = json.loads(self.client.get_run(run_id).data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
+        entry = {"path": artifact_file, "type": "table"}
+        if entry not in logged:
+            self.client.set_tag(run_id, MLFLOW_LOGGED_ARTIFACTS, json.dumps([*logged, entry]))
 
     @contextmanager
     def closing(self, run_id: str) -> Iterator[str]:

@@ -102,3 +102,48 @@ def test_bad_judge_setup_fails_before_any_run(study_yaml: Path, tmp_path: Path, 
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert mlflow_runs(tmp_path) == []
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_a_study_name_that_leaves_the_work_dir_is_refused(study_yaml: Path, tmp_path: Path, absolute: bool) -> None:
+    # The work dir is tmp_path/work: "../escape" and an absolute name both point outside it.
+    outside = tmp_path / "escape"
+    name = str(outside) if absolute else "../escape"
+    result = runner.invoke(app, ["sweep", str(study_yaml), "--study-name", name, "evaluation.enabled=false"])
+    assert result.exit_code == 2, result.output
+    assert "study_name:" in result.output
+    assert mlflow_runs(tmp_path) == []
+    assert not outside.exists()
+
+
+@pytest.mark.parametrize(("key", "owner"), [("seed", "training.seed"), ("bf16", "training.precision")])
+def test_dry_run_refuses_training_args_the_harness_sets(study_yaml: Path, tmp_path: Path, key: str, owner: str) -> None:
+    result = runner.invoke(app, ["sweep", str(study_yaml), "--dry-run", f"search_space.training_args.{key}=[1, 2]"])
+    assert result.exit_code == 2, result.output
+    assert f"search_space.training_args.{key}:" in result.output and owner in result.output
+
+
+def test_a_sweep_whose_every_trial_failed_exits_1_and_says_why(study_yaml: Path, tmp_path: Path) -> None:
+    bogus = ["search_space.training_args.lr_scheduler_type=no_such_schedule", "evaluation.enabled=false"]
+    result = runner.invoke(app, ["sweep", str(study_yaml), *bogus])
+    assert result.exit_code == 1, result.output
+    assert "every trial failed (2)" in result.output and "no_such_schedule" in result.output
+    (parent,) = [r for r in mlflow_runs(tmp_path) if r.data.tags.get("harness.role") == "parent"]
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["harness.outcome"] == "failed"
+
+
+def test_an_unchecked_judge_in_the_objective_is_refused_unless_trusted(study_yaml: Path, tmp_path: Path) -> None:
+    judged = ["objective.metric=consistency/heldout/judge", "objective.direction=maximize"]
+    result = runner.invoke(app, ["sweep", str(study_yaml), *judged, "evaluation.judge.check=false"])
+    assert result.exit_code == 2, result.output
+    assert "evaluation.judge.check" in result.output and "evaluation.judge.trust_unchecked" in result.output
+    assert mlflow_runs(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_workers_whose_every_trial_failed_exit_1_once_with_the_reason(study_yaml: Path, tmp_path: Path) -> None:
+    bogus = ["search_space.training_args.lr_scheduler_type=no_such_schedule", "evaluation.enabled=false"]
+    result = runner.invoke(app, ["sweep", str(study_yaml), *bogus, "--workers", "2"])
+    assert result.exit_code == 1, result.output
+    assert "every trial failed (" in result.output and "no_such_schedule" in result.output

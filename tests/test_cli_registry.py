@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from harness.cli import app
-from tests.test_registry import FAST_EVAL, aliases, make_trial_run, registry_config
+from tests.test_registry import (
+    FAST_EVAL,
+    aliases,
+    make_baseline_run,
+    make_trial_run,
+    registry_config,
+    trial_with_table,
+)
 
 runner = CliRunner()
+HELDOUT_ROUGE_METRIC = "consistency/heldout/rouge_l"
 
 
 def test_promote_list_and_use_the_champion(study_yaml: Path, tiny_llama_dir: Path) -> None:
@@ -19,6 +28,7 @@ def test_promote_list_and_use_the_champion(study_yaml: Path, tiny_llama_dir: Pat
     client = MlflowClient(uri)
     worse = make_trial_run(config, 0, {"eval_loss": 1.0}, model_dir=tiny_llama_dir)
     better = make_trial_run(config, 1, {"eval_loss": 0.5}, model_dir=tiny_llama_dir)
+    make_baseline_run(config, {"eval_loss": 2.0})
 
     dry = runner.invoke(app, ["promote", str(study_yaml), "--run", worse, "--dry-run"])
     assert dry.exit_code == 0, dry.output
@@ -59,6 +69,7 @@ def test_eval_logs_any_model_as_a_run_of_the_study(study_yaml: Path, tiny_llama_
     config = registry_config(study_yaml)
     client = MlflowClient(config.mlflow.tracking_uri)
     trial = make_trial_run(config, 0, {"eval_loss": 1.0}, model_dir=tiny_llama_dir)
+    make_baseline_run(config, {"eval_loss": 2.0})
     assert runner.invoke(app, ["promote", str(study_yaml), "--run", trial]).exit_code == 0
 
     for spec in ("base", trial, "models:/tiny@champion"):
@@ -93,3 +104,22 @@ def test_promote_refuses_a_failed_run_in_one_line(study_yaml: Path, tiny_llama_d
     assert result.exit_code == 2
     assert result.output.strip() == f"error: run {failed} is FAILED, not FINISHED: only a finished run can be promoted"
     assert client.search_registered_models() == [] and client.search_model_versions() == []
+
+
+def test_promote_without_evidence_exits_1_and_writes_nothing(study_yaml: Path, tiny_llama_dir: Path) -> None:
+    rouge_yaml = study_yaml.with_name("rouge.yaml")
+    study = yaml.safe_load(study_yaml.read_text())
+    rouge_yaml.write_text(
+        yaml.safe_dump({**study, "objective": {"metric": HELDOUT_ROUGE_METRIC, "direction": "maximize"}})
+    )
+    config = registry_config(rouge_yaml)
+    client = MlflowClient(config.mlflow.tracking_uri)
+    make_baseline_run(config, {}, rows=[0.5] * 10)
+    below = trial_with_table(config, 0, [0.3] * 10, tiny_llama_dir)
+    no_table = make_trial_run(config, 1, {HELDOUT_ROUGE_METRIC: 0.99}, model_dir=tiny_llama_dir)
+    for args in (["--run", below], ["--run", below, "--dry-run"], ["--run", no_table, "--dry-run"]):
+        result = runner.invoke(app, ["promote", str(rouge_yaml), *args], env={"COLUMNS": "400"})
+        assert result.exit_code == 1, result.output
+    assert "not promoted" in result.output and "no per-example evidence against the untuned baseline" in result.output
+    assert f"run {no_table} has no per-example table eval/heldout.json" in result.output
+    assert client.search_model_versions("name = 'tiny'") == []

@@ -152,3 +152,64 @@ def test_lora_keys_on_a_full_only_study_are_accepted_and_unsampled(tmp_path: Pat
     config = load_config(write(tmp_path, {**BASE, "search_space": {"method": "full", "lora_rank": [8, 16]}}))
     params = suggest(FixedTrial({}), config.search_space, config.backend)
     assert params.method == "full" and params.lora_rank is None
+
+
+@pytest.mark.parametrize("name", ["../escape", "/srv/x", "a/b", ".hidden", "..", "a\\b", "tab\tname", "naïve", ""])
+def test_a_study_name_that_is_not_one_safe_path_part_is_refused(tmp_path: Path, name: str) -> None:
+    # The name is a directory under training.work_dir: "../escape" or "/srv/x" would write outside it.
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, {**BASE, "study_name": name}))
+    assert "study_name:" in str(error.value)
+
+
+def test_a_safe_study_name_loads(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, {**BASE, "study_name": "Quick-start_2.v1"}))
+    assert config.training.run_dir(config.study_name, "r").parent.name == "Quick-start_2.v1"
+
+
+@pytest.mark.parametrize(
+    ("key", "owner"),
+    [
+        ("seed", "training.seed"),
+        ("learning_rate", "training.base_learning_rate"),
+        ("eval_steps", "training.eval_steps"),
+        ("bf16", "training.precision"),
+        ("logging_steps", "training.logging_steps"),
+        ("report_to", "the harness sets report_to itself"),
+    ],
+)
+def test_training_args_the_harness_sets_are_refused_with_their_owner(tmp_path: Path, key: str, owner: str) -> None:
+    data = {**BASE, "search_space": {"training_args": {key: [1, 2], "weight_decay": 0.1}}}
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, data))
+    assert f"search_space.training_args.{key}: " in str(error.value)
+    assert owner in str(error.value)
+
+
+def test_dpo_trials_own_their_trl_fields_too(tmp_path: Path) -> None:
+    dpo = {**BASE, "training": {"method": "dpo"}}
+    with pytest.raises(ConfigError, match=r"search_space\.training_args\.max_length: .* from max_seq_length"):
+        load_config(write(tmp_path, {**dpo, "search_space": {"training_args": {"max_length": 64}}}))
+    # An SFT study's trainer has no such field of its own: the name is left to the TrainingArguments check.
+    sft = load_config(write(tmp_path, {**BASE, "search_space": {"training_args": {"max_length": 64}}}))
+    assert sft.search_space.training_args == {"max_length": 64}
+
+
+JUDGED = {"objective": {"metric": "consistency/heldout/judge", "direction": "maximize"}}
+
+
+def test_an_unchecked_judge_in_the_objective_needs_trust_unchecked(tmp_path: Path) -> None:
+    unchecked = {**BASE, **JUDGED, "evaluation": {"judge": {"check": False}}}
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, unchecked))
+    assert "evaluation.judge.check" in str(error.value)
+    assert "evaluation.judge.trust_unchecked: true" in str(error.value)
+
+    trusted = load_config(
+        write(tmp_path, {**unchecked, "evaluation": {"judge": {"check": False, "trust_unchecked": True}}})
+    )
+    assert trusted.judge_unchecked
+    # A checked judge, or an unchecked one the objective does not read, needs no trust.
+    assert not load_config(write(tmp_path, {**BASE, **JUDGED})).judge_unchecked
+    reporting = load_config(write(tmp_path, {**BASE, "evaluation": {"judge": {"check": False}}}))
+    assert not reporting.judge_unchecked

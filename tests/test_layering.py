@@ -31,7 +31,7 @@ LAYERS = (
         "harness.retry",
     ),
     ("harness.config",),
-    ("harness.hyperparams", "harness.settings"),
+    ("harness.hyperparams", "harness.settings", "harness.redaction"),
 )
 
 

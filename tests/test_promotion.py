@@ -115,18 +115,33 @@ def test_a_composite_is_compared_on_the_weighted_sum_per_example() -> None:
     assert interval.low == interval.high == pytest.approx(0.05)
 
 
-def test_eval_loss_and_missing_intervals_keep_the_strict_rule() -> None:
+def test_eval_loss_keeps_the_strict_rule() -> None:
     loss = ObjectiveConfig()
     decision = decide(loss, {"eval_loss": 0.5}, {"eval_loss": 0.6}, interval=None, min_delta=0.1, champion_label="v1")
     assert decision.wins and decision.interval is None
     assert "eval_loss is not a per-example score: strict improvement rule" in decision.reason
     tie = decide(loss, {"eval_loss": 0.6}, {"eval_loss": 0.6}, interval=None, min_delta=0.0, champion_label="v1")
     assert not tie.wins and tie.reason.startswith("does not beat the champion: eval_loss=0.6 vs v1's eval_loss=0.6")
+    baseline = decide(
+        loss,
+        {"eval_loss": 0.5},
+        {"eval_loss": 0.6},
+        interval=None,
+        min_delta=0.0,
+        champion_label="b",
+        against="baseline",
+    )
+    assert baseline.wins and baseline.reason.startswith("beats the baseline: eval_loss=0.5 vs b's eval_loss=0.6")
+
+
+def test_a_per_example_objective_without_an_interval_never_wins() -> None:
+    # A better mean is no evidence: without the paired tables there is no promotion, and no fallback.
     name = "consistency/heldout/rouge_l"
     no_tables = decide(
-        HELDOUT_ROUGE, {name: 0.5}, {name: 0.4}, interval=None, min_delta=0.0, champion_label="v1", why_no_interval="x"
+        HELDOUT_ROUGE, {name: 0.9}, {name: 0.1}, interval=None, min_delta=0.0, champion_label="v1", why_no_interval="x"
     )
-    assert no_tables.wins and "(x: strict improvement rule)" in no_tables.reason
+    assert not no_tables.wins and no_tables.interval is None
+    assert no_tables.reason == "no per-example evidence against v1: x"
 
 
 def test_an_interval_decides_even_against_the_means() -> None:

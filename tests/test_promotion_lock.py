@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from harness.lifecycle import locking, registry
 from harness.lifecycle.locking import LOCK_TAG, TagLock, is_free, parse
-from tests.test_registry import aliases, make_trial_run, registry_config
+from tests.test_registry import aliases, make_baseline_run, make_trial_run, registry_config
 
 
 def test_lock_values_parse_and_expire() -> None:
@@ -63,6 +63,7 @@ def setup_champion(study_yaml: Path, tiny_llama_dir: Path) -> tuple[Any, MlflowC
     first = make_trial_run(config, 0, {"eval_loss": 1.0}, model_dir=tiny_llama_dir)
     good = make_trial_run(config, 1, {"eval_loss": 0.5}, model_dir=tiny_llama_dir)
     best = make_trial_run(config, 2, {"eval_loss": 0.3}, model_dir=tiny_llama_dir)
+    make_baseline_run(config, {"eval_loss": 2.0})  # the first champion must beat the untuned baseline
     assert registry.promote(config, first).promoted  # version 1 is the champion
     return config, client, good, best
 

@@ -13,7 +13,7 @@ from optuna.trial import TrialState, create_trial
 
 from harness.config import ObjectiveConfig, StudyConfig, load_config
 from harness.data.split import load_splits
-from harness.evaluation.trial import open_evaluator
+from harness.evaluation.trial import example_id, open_evaluator
 from harness.lifecycle import registry, selection
 from harness.tracking import TAG_MODEL_DIR, TAG_REMOTE_MODEL, Tracker
 
@@ -64,6 +64,27 @@ def make_trial_run(
     tracker.log_metrics(run_id, metrics)
     if status != "RUNNING":
         tracker.end(run_id, status)
+    return run_id
+
+
+def make_baseline_run(
+    config: StudyConfig, metrics: dict[str, float], *, eval_digest: str = "eval-1", rows: list[float] | None = None
+) -> str:
+    """The study's untuned baseline as the sweep leaves it: the child run ``baseline`` (role baseline),
+    with the per-example held-out table when ``rows`` are given."""
+    tracker = Tracker(config.mlflow.tracking_uri, config.study_name)
+    parent = tracker.parent_run(config.study_name, {})
+    tags = {
+        "harness.role": "baseline",
+        "harness.study": config.study_name,
+        "harness.dataset_digest": "data-1",
+        "harness.eval_digest": eval_digest,
+    }
+    run_id = tracker.child_run(parent, "baseline", tags)
+    if rows is not None:
+        metrics = {**metrics, "consistency/heldout/rouge_l": log_heldout_table(tracker.client, run_id, rows)}
+    tracker.log_metrics(run_id, metrics)
+    tracker.end(run_id, "FINISHED")
     return run_id
 
 
@@ -141,8 +162,10 @@ def test_promote_moves_alias_only_for_a_better_candidate(study_yaml: Path, tiny_
         )
         for n, loss in enumerate([1.0, 0.5, 0.8])
     ]
+    baseline = make_baseline_run(config, {"eval_loss": 2.0})
     first = registry.promote(config, runs[0])
     assert first.promoted and first.candidate_version == "1" and aliases(client, "tiny") == {"champion": "1"}
+    assert first.baseline.run_id == baseline and first.reason.startswith("beats the baseline: eval_loss=1 vs")
 
     better = registry.promote(config, runs[1])
     assert better.promoted and better.champion_version == "1" and better.candidate_version == "2"
@@ -192,6 +215,7 @@ def test_failure_half_way_leaves_the_champion_in_place(
     client = MlflowClient(config.mlflow.tracking_uri)
     old = make_trial_run(config, 0, {"eval_loss": 1.0}, model_dir=tiny_llama_dir)
     new = make_trial_run(config, 1, {"eval_loss": 0.2}, model_dir=tiny_llama_dir)
+    make_baseline_run(config, {"eval_loss": 2.0})
     registry.promote(config, old)
     assert aliases(client, "tiny") == {"champion": "1"}
 
@@ -229,6 +253,7 @@ def test_promote_refuses_a_run_that_did_not_finish(study_yaml: Path, tiny_llama_
     config = registry_config(study_yaml)
     client = MlflowClient(config.mlflow.tracking_uri)
     champion = make_trial_run(config, 0, {"eval_loss": 1.0}, model_dir=tiny_llama_dir)
+    make_baseline_run(config, {"eval_loss": 2.0})
     registry.promote(config, champion)
     # Its metrics beat the champion's: only its status stands in the way.
     unfinished = make_trial_run(config, 1, {"eval_loss": 0.1}, model_dir=tiny_llama_dir, status=status)
@@ -246,6 +271,7 @@ def test_dry_run_writes_nothing(study_yaml: Path, tiny_llama_dir: Path) -> None:
     old = make_trial_run(config, 0, {"eval_loss": 1.0}, model_dir=tiny_llama_dir)
     new = make_trial_run(config, 1, {"eval_loss": 0.2}, model_dir=tiny_llama_dir)
     other_eval = make_trial_run(config, 2, {"eval_loss": 0.1}, model_dir=tiny_llama_dir, eval_digest="eval-2")
+    make_baseline_run(config, {"eval_loss": 2.0})
 
     first = registry.promote(config, old, dry_run=True)
     assert first.promoted and first.dry_run and first.candidate_version is None
@@ -279,8 +305,10 @@ def test_champion_scored_elsewhere_is_reevaluated_before_comparing(study_yaml: P
     old = make_trial_run(
         config, 0, {"consistency/heldout/rouge_l": 0.9}, model_dir=tiny_llama_dir, eval_digest="old-eval"
     )
-    new = make_trial_run(config, 1, {"consistency/heldout/rouge_l": 0.99}, model_dir=tiny_llama_dir, eval_digest=digest)
-    registry.promote(config, old)
+    new = make_trial_run(config, 1, {}, model_dir=tiny_llama_dir, eval_digest=digest)
+    heldout_ids = [example_id(e) for e in load_splits(config.data, config.system_prompt)[1]]
+    client.log_metric(new, "consistency/heldout/rouge_l", log_heldout_table(client, new, [0.99] * 4, heldout_ids))
+    assert registry.promote(config, old, force=True).promoted  # crowned by hand, under another evaluation
 
     before = snapshot(client)
     dry = registry.promote(config, new, dry_run=True)
@@ -324,8 +352,19 @@ def test_sweep_registers_its_best_lora_trial_and_the_alias_loads(study_yaml: Pat
     assert version.tags["harness.model_kind"] == "lora"
     assert float(version.tags["objective/eval_loss"]) == pytest.approx(best.value, rel=1e-5)
     assert "consistency/heldout/embedding" in version.tags
+    # Registered, not promoted: the sweep moves no alias, and the version says so.
+    assert aliases(client, "tiny") == {}
+    assert version.tags["harness.promotion"].startswith("not promoted: registered at the end of the sweep")
 
-    promoted = registry.promote(config)  # the study's best: already registered, now champion
+    # The first champion must beat the sweep's untuned `baseline` run on eval_loss. The tiny model
+    # barely trains (its best trial has been seen both sides of the baseline): the rule decides.
+    first = registry.promote(config)
+    baseline = client.get_run(first.baseline.run_id)
+    assert baseline.info.run_name == "baseline" and baseline.data.tags["harness.role"] == "baseline"
+    beats = best.value < baseline.data.metrics["eval_loss"]
+    assert first.promoted == beats
+    assert first.reason.startswith("beats the baseline: eval_loss=" if beats else "does not beat the baseline:")
+    promoted = first if beats else registry.promote(config, force=True)  # already registered, now champion
     assert promoted.promoted and promoted.candidate_version == "1"
     with tracking_uri(config.mlflow.tracking_uri):
         model = mlflow.pyfunc.load_model("models:/tiny@champion")
@@ -333,11 +372,15 @@ def test_sweep_registers_its_best_lora_trial_and_the_alias_loads(study_yaml: Pat
     assert len(answers) == 1 and isinstance(answers[0], str)
 
 
-def log_heldout_table(client: MlflowClient, run_id: str, values: list[float | None]) -> float:
+def log_heldout_table(
+    client: MlflowClient, run_id: str, values: list[float | None], ids: list[str] | None = None
+) -> float:
     """A per-example table as an evaluation logs it; returns its mean (the run's metric)."""
     import pandas as pd
 
     rows = [{"question": f"q{i}", "reference": f"r{i}", "answer": "a", "rouge_l": v} for i, v in enumerate(values)]
+    for row, row_id in zip(rows, ids or [], strict=False):
+        row["id"] = row_id
     client.log_table(run_id, data=pd.DataFrame(rows), artifact_file="eval/heldout.json")
     return sum(v for v in values if v is not None) / sum(v is not None for v in values)
 
@@ -366,7 +409,11 @@ def test_promotion_gate_reads_the_paired_interval_from_the_runs_tables(study_yam
     assert load_rows(client, runs["champion"], "heldout")[-1]["rouge_l"] is None
     assert load_rows(client, runs["champion"], "train") is None
     no_table = make_trial_run(config, 3, {"consistency/heldout/rouge_l": 0.99}, model_dir=tiny_llama_dir)
-    assert registry.promote(config, runs["champion"]).promoted
+    baseline = make_baseline_run(config, {}, rows=(base - 0.15 + rng.normal(0, 0.02, 40)).tolist())
+    first = registry.promote(config, runs["champion"])
+    assert first.promoted and first.reason.startswith("beats the baseline: consistency/heldout/rouge_l +0.")
+    first_evidence = json.loads(client.get_model_version("tiny", "1").tags["harness.promotion_interval"])
+    assert first_evidence["vs_run"] == baseline and first_evidence["vs_version"] is None
 
     noisy = registry.promote(config, runs["noisy"])
     name = "consistency/heldout/rouge_l"
@@ -375,9 +422,14 @@ def test_promotion_gate_reads_the_paired_interval_from_the_runs_tables(study_yam
     assert "inside the noise" in noisy.reason and "vs version 1" in noisy.reason
     assert set(versions(client, "tiny")) == {"1"}
 
-    fallback = registry.promote(config, no_table, dry_run=True)
-    assert fallback.promoted and fallback.interval is None
-    assert f"run {no_table} has no per-example table eval/heldout.json: strict improvement rule" in fallback.reason
+    # No per-example table: no evidence, no promotion, whatever its mean says (0.99).
+    for dry_run in (True, False):
+        refused = registry.promote(config, no_table, dry_run=dry_run)
+        assert not refused.promoted and refused.interval is None
+        assert refused.reason.startswith("no per-example evidence against version 1: ")
+        assert f"run {no_table} has no per-example table eval/heldout.json" in refused.reason
+        assert "strict improvement" not in refused.reason
+    assert set(versions(client, "tiny")) == {"1"}
 
     clear = registry.promote(config, runs["clear"])
     assert clear.promoted and clear.interval.low > 0 and clear.interval.level == 0.9
@@ -386,4 +438,98 @@ def test_promotion_gate_reads_the_paired_interval_from_the_runs_tables(study_yam
     assert tags["harness.promotion"].startswith("champion: beats the champion: consistency/heldout/rouge_l +0.")
     evidence = json.loads(tags["harness.promotion_interval"])
     assert evidence["vs_version"] == "1" and evidence["n"] == 39 and evidence["low"] == clear.interval.low
+    assert evidence["vs_run"] == runs["champion"]
     assert aliases(client, "tiny") == {"champion": "2", "previous": "1"}
+
+
+HELDOUT_ROUGE = ("objective.metric=consistency/heldout/rouge_l", "objective.direction=maximize")
+
+
+def trial_with_table(config: StudyConfig, number: int, values: list[float], model_dir: Path) -> str:
+    run_id = make_trial_run(config, number, {}, model_dir=model_dir)
+    client = MlflowClient(config.mlflow.tracking_uri)
+    client.log_metric(run_id, "consistency/heldout/rouge_l", log_heldout_table(client, run_id, values))
+    return run_id
+
+
+def test_the_first_champion_must_beat_the_untuned_baseline(study_yaml: Path, tiny_llama_dir: Path) -> None:
+    import numpy as np
+
+    config = registry_config(study_yaml, *HELDOUT_ROUGE)
+    client = MlflowClient(config.mlflow.tracking_uri)
+    base = np.random.default_rng(3).uniform(0.3, 0.6, 30)
+    baseline = make_baseline_run(config, {}, rows=base.tolist())
+    worse = trial_with_table(config, 0, (base - 0.1).tolist(), tiny_llama_dir)
+    better = trial_with_table(config, 1, (base + 0.1).tolist(), tiny_llama_dir)
+
+    for dry_run in (True, False):
+        refused = registry.promote(config, worse, dry_run=dry_run)
+        assert not refused.promoted and refused.champion is None and refused.baseline.run_id == baseline
+        assert refused.reason.startswith("does not beat the baseline: consistency/heldout/rouge_l -0.1")
+        assert f"vs the untuned baseline (run {baseline})" in refused.reason and "is no better" in refused.reason
+    assert client.search_model_versions("name = 'tiny'") == []  # the loser was not registered
+
+    promoted = registry.promote(config, better)
+    assert promoted.promoted and promoted.interval.low > 0
+    assert promoted.reason.startswith("beats the baseline: consistency/heldout/rouge_l +0.1")
+    assert aliases(client, "tiny") == {"champion": "1"}
+    tags = client.get_model_version("tiny", "1").tags
+    assert tags["harness.promotion"].startswith("champion: beats the baseline: ")
+
+
+def test_a_baseline_without_its_table_is_measured_again(study_yaml: Path, tiny_llama_dir: Path) -> None:
+    config = registry_config(study_yaml, *HELDOUT_ROUGE)
+    client = MlflowClient(config.mlflow.tracking_uri)
+    candidate = trial_with_table(config, 0, [0.9] * 4, tiny_llama_dir)
+    make_baseline_run(config, {"consistency/heldout/rouge_l": 0.1})  # its mean, but no per-example table
+    before = snapshot(client)
+    dry = registry.promote(config, candidate, dry_run=True)
+    assert not dry.promoted and dry.reason.startswith("no evidence against the untuned baseline: ")
+    assert (
+        "no run measured it like the candidate (eval digest eval-1, a per-example table eval/heldout.json); without --dry-run it is re-evaluated first"
+        in dry.reason
+    )
+    assert snapshot(client) == before
+
+
+def test_without_a_baseline_the_first_champion_needs_force(study_yaml: Path, tiny_llama_dir: Path) -> None:
+    config = registry_config(study_yaml)
+    client = MlflowClient(config.mlflow.tracking_uri)
+    alone = make_trial_run(config, 0, {"eval_loss": 0.1}, model_dir=tiny_llama_dir)
+    refused = registry.promote(config, alone)  # eval_loss, and no baseline run measured it
+    assert not refused.promoted and refused.baseline is None
+    assert refused.reason.startswith("no evidence against the untuned baseline: no run measured it like the candidate")
+    assert "--force promotes without a comparison" in refused.reason
+    assert client.search_model_versions("name = 'tiny'") == []
+    forced = registry.promote(config, alone, force=True)
+    assert forced.promoted and forced.reason == "forced (no comparison)"
+    assert aliases(client, "tiny") == {"champion": "1"}
+
+
+def test_versions_say_why_they_were_or_were_not_promoted(study_yaml: Path, tiny_llama_dir: Path) -> None:
+    import optuna
+
+    from harness.storage import ATTR_RUN_ID
+
+    config = registry_config(study_yaml)
+    client = MlflowClient(config.mlflow.tracking_uri)
+    make_baseline_run(config, {"eval_loss": 2.0})
+    champion = make_trial_run(config, 0, {"eval_loss": 1.0}, model_dir=tiny_llama_dir)
+    assert registry.promote(config, champion).promoted
+    # The end of a sweep registers its best trial: a version, but never the champion alias.
+    worse = make_trial_run(config, 1, {"eval_loss": 1.5}, model_dir=tiny_llama_dir)
+    study = optuna.create_study()
+    study.add_trial(create_trial(value=1.5, user_attrs={ATTR_RUN_ID: worse}))
+    registered = registry.register_best(config, study)
+    assert registered is not None and str(registered.version) == "2"
+    assert aliases(client, "tiny") == {"champion": "1"}
+    assert (
+        client.get_model_version("tiny", "2")
+        .tags["harness.promotion"]
+        .startswith("not promoted: registered at the end of the sweep")
+    )
+    refused = registry.promote(config, worse)
+    assert not refused.promoted and aliases(client, "tiny") == {"champion": "1"}
+    tag = client.get_model_version("tiny", "2").tags["harness.promotion"]
+    assert tag == f"champion: not promoted: {refused.reason}"
+    assert tag.startswith("champion: not promoted: does not beat the champion: eval_loss=1.5 vs version 1")

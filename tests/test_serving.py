@@ -19,7 +19,7 @@ from harness.lifecycle import registry
 from harness.lifecycle.serving import ModelSpec, _rows, as_messages, tracking_uri
 from tests.conftest import SYSTEM
 from tests.evaluation.fake_server import FakeState, Reply, fake_server
-from tests.test_registry import make_trial_run, registry_config
+from tests.test_registry import make_baseline_run, make_trial_run, registry_config
 
 FT_MODEL = "ft:gpt-4o-mini-2024-07-18:acme::abc123"
 API_KEY = "sk-test-not-a-real-key-0123"
@@ -50,6 +50,7 @@ def test_spec_round_trips_through_json() -> None:
 def _champion(study_yaml: Path, tiny_llama_dir: Path) -> tuple[Any, str]:
     config = registry_config(study_yaml)
     run_id = make_trial_run(config, 0, {"eval_loss": 1.0}, model_dir=tiny_llama_dir)
+    make_baseline_run(config, {"eval_loss": 2.0})
     assert registry.promote(config, run_id).promoted
     return config, run_id
 
@@ -99,6 +100,7 @@ def fake_openai(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeState]:
 def test_remote_version_answers_through_chat_completions(study_yaml: Path, fake_openai: FakeState) -> None:
     config = registry_config(study_yaml)
     run_id = make_trial_run(config, 0, {"eval_loss": 0.7}, remote_model=FT_MODEL, backend="openai")
+    make_baseline_run(config, {"eval_loss": 2.0})
     assert registry.promote(config, run_id).promoted
     client = MlflowClient(config.mlflow.tracking_uri)
     version = client.get_model_version_by_alias("tiny", "champion")

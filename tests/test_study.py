@@ -16,8 +16,9 @@ from optuna.trial import TrialState
 
 from harness.backends.base import TrainResult, TrialContext
 from harness.config import StudyConfig, parse_study
-from harness.search_space import TrialParams
+from harness.search_space import TrialParams, suggest
 from harness.storage import ATTR_RUN_ID
+from harness.study.sampling import SEED_KEY, make_sampler
 from harness.study.storage import open_study, recover, trials_done
 from harness.study.trial import TrialRunner
 from harness.tracking import Tracker
@@ -89,6 +90,30 @@ def test_ctrl_c_leaves_no_run_running(tmp_path: Path) -> None:
     assert study.trials[0].state == TrialState.FAIL
     assert study.trials[0].user_attrs["harness.interrupted"] is True
     assert run.info.status == "KILLED"
+
+
+def test_a_trial_records_the_seed_its_parameters_were_drawn_with(tmp_path: Path) -> None:
+    cfg = parse_study(
+        {
+            "study_name": "s",
+            "data": {"train_file": "x.jsonl"},
+            "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/m.db"},
+            "sampler": {"type": "tpe", "seed": 7, "n_startup_trials": 5},
+            "search_space": {"lr_multiplier": {"low": 0.5, "high": 4.0}, "dropout": {"low": 0.0, "high": 0.2}},
+        }
+    )
+    tracker = Tracker(cfg.mlflow.tracking_uri, "s")
+    study = optuna.create_study(sampler=make_sampler(cfg.sampler))
+    study.optimize(TrialRunner(cfg, ScriptedBackend("ok"), tracker, tracker.parent_run("s", {}), {}), n_trials=2)
+    client = MlflowClient(cfg.mlflow.tracking_uri)
+    for trial in study.trials:
+        seed = trial.user_attrs[SEED_KEY]
+        assert client.get_run(trial.user_attrs[ATTR_RUN_ID]).data.tags[SEED_KEY] == str(seed)
+        # TPE's startup trials draw as a random sampler does: the recorded seed gives the same parameters.
+        again = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+        again.optimize(lambda t: suggest(t, cfg.search_space).dropout, n_trials=1)
+        assert again.trials[0].params == trial.params
+    assert study.trials[0].user_attrs[SEED_KEY] != study.trials[1].user_attrs[SEED_KEY]
 
 
 DEAD_WORKER = """

@@ -1,6 +1,8 @@
+import json
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -60,3 +62,29 @@ def test_points_that_cannot_be_sent_are_kept_and_sent_later(tmp_path: Path, monk
     buffer.flush()
     history = MlflowClient(uri).get_metric_history(child, "train_loss")
     assert [m.step for m in history] == list(range(25))
+
+
+def test_a_table_logged_again_is_replaced_not_appended(tmp_path: Path) -> None:
+    from harness.evaluation.tables import parse_table
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = Tracker(uri, "exp")
+    run = tracker.parent_run("exp", {})
+    tracker.log_table(run, [{"number": 0, "state": "COMPLETE"}], "trials.json")
+    tracker.log_table(run, [{"number": 0, "state": "COMPLETE"}, {"number": 1, "state": "FAIL"}], "trials.json")
+
+    client = MlflowClient(uri)
+    local = client.download_artifacts(run, "trials.json", str(tmp_path / "down"))
+    rows = parse_table(json.loads(Path(local).read_text()))
+    assert rows == [{"number": 0, "state": "COMPLETE"}, {"number": 1, "state": "FAIL"}]
+    # MLflow's own reader (and the UI's table view, through the loggedArtifacts tag) sees the same;
+    # it finds runs through the fluent API, hence the global tracking URI.
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        table = client.load_table(tracker.experiment_id, "trials.json", run_ids=[run])
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert table["number"].tolist() == [0, 1]
+    logged = json.loads(client.get_run(run).data.tags["mlflow.loggedArtifacts"])
+    assert logged == [{"path": "trials.json", "type": "table"}]

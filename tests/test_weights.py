@@ -22,7 +22,7 @@ from harness.search_space import TrialParams
 from harness.storage import ATTR_RUN_ID
 from harness.study.trial import TrialRunner
 from harness.tracking import TAG_MODEL_DIR, TAG_WEIGHTS, Tracker, default_artifact_location
-from tests.test_registry import make_trial_run, registry_config
+from tests.test_registry import make_baseline_run, make_trial_run, registry_config
 
 
 def test_adapters_always_upload_full_weights_by_policy() -> None:
@@ -165,6 +165,7 @@ def test_registering_writes_nothing_under_the_cwd_and_stays_in_the_study_experim
     work = tmp_path / "work" / "tiny" / "run" / "final"
     shutil.copytree(tiny_llama_dir, work)
     run_id = uploaded_trial(config, 0, 1.0, work)
+    make_baseline_run(config, {"eval_loss": 2.0})  # the first champion must beat the untuned baseline
     assert registry.promote(config, run_id).promoted
     model = serving.load("models:/tiny@champion", config.mlflow.tracking_uri)
     assert len(model.predict(["hi"], params={"max_new_tokens": 2})) == 1
@@ -211,6 +212,8 @@ def test_sweep_trials_leave_per_run_dirs_and_the_best_registers_from_its_run(stu
     best_run = select_best(complete, config.objective).user_attrs[ATTR_RUN_ID]
     assert [p.name for p in (tmp_path / "work" / "tiny").iterdir()] == [best_run]
     shutil.rmtree(tmp_path / "work")  # another machine: no local weights at all
-    assert registry.promote(config).promoted  # the best trial, registered from its run's copy
+    # The best trial, registered from its run's copy (forced: whether the tiny model beats its
+    # untuned baseline is the promotion rule's business, tested in tests/test_registry.py).
+    assert registry.promote(config, force=True).promoted
     model = serving.load("models:/tiny@champion", config.mlflow.tracking_uri)
     assert len(model.predict(["What does git stash do?"], params={"max_new_tokens": 3})) == 1

@@ -40,8 +40,9 @@ class TrialStopped(Exception):
     ``run_status`` "KILLED" for a cancelled job (the trial still ends as FAIL in Optuna);
     ``stop_study`` True when no further trial should start (a budget would be exceeded).
     ``code`` is the remote error code, logged as a tag.
-    ``resumable`` True when the work goes on elsewhere (a remote job still training): the trial is
-    marked interrupted, so the next sweep or worker on the study runs it again and reattaches.
+    ``resumable`` True when the trial should run again on the next start: the work goes on
+    elsewhere (a remote job still training, reattached then), or what stopped it clears up (an
+    exhausted quota). The trial is marked interrupted and does not count against n_trials.
     """
 
     def __init__(

@@ -23,6 +23,7 @@ from harness.cli.common import (
     short,
 )
 from harness.config import StudyConfig
+from harness.redaction import mask_url
 
 
 def _registry_config(target: str | None, run_id: str | None, tracking_uri: str | None, name: str | None) -> StudyConfig:
@@ -58,10 +59,12 @@ def promote(
     """Register a trial's model and move ALIAS to it if it beats the current holder.
 
     The comparison uses the study's objective under the same held-out evaluation (same
-    harness.eval_digest); a champion scored under another evaluation is re-evaluated first. The
-    old holder gets alias `previous`. With only --run, the study's config is read from the
-    MLflow parent run of that run's experiment. Exit code 0 when the alias is (or would be) on the
-    candidate, 1 when it is not.
+    harness.eval_digest); a champion scored under another evaluation is re-evaluated first. With
+    no holder yet, the candidate must beat the study's untuned baseline by the same rule. A
+    per-example objective is decided on the paired interval of both runs' per-example tables:
+    without them, no promotion. The old holder gets alias `previous`. With only --run, the
+    study's config is read from the MLflow parent run of that run's experiment. Exit code 0 when
+    the alias is (or would be) on the candidate, 1 when it is not.
     """
     quiet_registry()
     from harness.lifecycle.registry import promote as promote_model
@@ -76,7 +79,8 @@ def promote(
     for column in ("model", "run", *config.objective.names, "eval digest"):
         table.add_column(column)
     holder = f"version {result.champion_version}" if result.champion_version else "-"
-    for label, scores in (("candidate", result.candidate), (f"{alias} ({holder})", result.champion)):
+    sides = (("candidate", result.candidate), (f"{alias} ({holder})", result.champion), ("baseline", result.baseline))
+    for label, scores in sides:
         if scores is not None:
             values = [short(scores.values.get(n, "")) for n in config.objective.names]
             table.add_row(label, scores.run_id, *values, scores.eval_digest or "-")
@@ -101,7 +105,7 @@ def models(
     except registry_errors() as exc:
         raise fail(str(exc)) from None
     if not rows:
-        raise fail(f"no versions of {name!r} in {tracking_uri or DEFAULT_TRACKING_URI}")
+        raise fail(f"no versions of {name!r} in {mask_url(tracking_uri or DEFAULT_TRACKING_URI)}")
     table = Table(title=f"registered model {name}")
     for column in rows[0]:
         table.add_column(column)
@@ -180,4 +184,4 @@ def eval_model(
     for key, value in sorted(result.metrics.items()):
         table.add_row(key, f"{value:.4f}")
     Console().print(table)
-    console.print(f"MLflow run {result.run_id} in {config.mlflow.tracking_uri}")
+    console.print(f"MLflow run {result.run_id} in {mask_url(config.mlflow.tracking_uri)}")

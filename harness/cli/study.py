@@ -25,6 +25,7 @@ from harness.cli.common import (
     terminate_as_interrupt,
 )
 from harness.config import StudyConfig
+from harness.redaction import mask_url
 
 StudyName = Annotated[str | None, typer.Option(help="override study_name")]
 NTrials = Annotated[int | None, typer.Option(help="total trials the study should reach (all workers together)")]
@@ -73,7 +74,9 @@ def sweep(
     config = load(config_path, args)
     quiet_libraries()
     if dry_run:
-        _dry_run(config)
+        from harness.cli.dry_run import show_dry_run
+
+        show_dry_run(config, config_path)
     elif workers > 1:
         _sweep_with_workers(config_path, args, config, workers)
     else:
@@ -117,22 +120,36 @@ def _work(config: StudyConfig, max_trials: int | None, show: bool) -> None:
         console.print(f"queued again, from interrupted or dead workers: trials {result.reconciled}")
     if show:
         _print_trials(result.study)
-        console.print(f"MLflow parent run {result.parent_run_id} in {config.mlflow.tracking_uri}")
+        console.print(f"MLflow parent run {result.parent_run_id} in {mask_url(config.mlflow.tracking_uri)}")
+    if result.outcome.exit_code and not show:  # a worker of sweep --workers: the sweep says why, once
+        raise typer.Exit(result.outcome.exit_code)
+    if result.outcome.exit_code:
+        raise fail(result.outcome.reason, code=result.outcome.exit_code)
 
 
 def _sweep_with_workers(config_path: Path, args: list[str], config: StudyConfig, n: int) -> None:
     """N ``harness worker`` processes on this machine, one progress bar for the study."""
     import optuna
 
-    from harness.storage import make_storage
+    from harness.storage import StorageError, load_study, make_storage
     from harness.study.coordination import is_shared
+    from harness.study.journal import ONE_WORKER, is_journal
+    from harness.study.outcome import first_of_sweep, sweep_outcome
     from harness.study.storage import trials_done
     from harness.study.workers import run_workers
 
     if not is_shared(config.storage):
-        where = "a SQLite or journal file, or PostgreSQL"
-        raise fail(f"--workers needs a storage every worker can open ({where}), not {config.storage}")
+        where = "a SQLite file or PostgreSQL"
+        raise fail(f"--workers needs a storage every worker can open ({where}), not {mask_url(config.storage)}")
+    if is_journal(config.storage):
+        raise fail(f"--workers {n} with storage {config.storage}: {ONE_WORKER}")
     argv = [sys.executable, "-m", "harness.cli", "worker", str(config_path), *args, "--quiet"]
+    try:
+        first = first_of_sweep(load_study(config.study_name, config.storage).get_trials(deepcopy=False))
+    except KeyError:
+        first = 0  # a new study
+    except StorageError as exc:  # a database that never answered: not worth starting workers
+        raise fail(str(exc)) from None
     with terminate_as_interrupt(), progress_bars() as progress:
         task = progress.add_task(f"{n} workers, study {config.study_name}", total=config.n_trials)
 
@@ -150,20 +167,10 @@ def _sweep_with_workers(config_path: Path, args: list[str], config: StudyConfig,
             raise typer.Exit(130) from None
     study = optuna.load_study(study_name=config.study_name, storage=make_storage(config.storage))
     _print_trials(study)
+    if (outcome := sweep_outcome(study.get_trials(deepcopy=False), first)).exit_code:
+        raise fail(outcome.reason, code=outcome.exit_code)
     if failed := [f"worker {i} exited {code}" for i, code in enumerate(codes) if code]:
         raise fail("; ".join(failed), code=max(codes))
-
-
-def _dry_run(config: StudyConfig) -> None:
-    from harness import backends
-    from harness.lifecycle.lineage import resolve_base
-    from harness.study.sampling import sample_params
-
-    try:
-        text = backends.create(resolve_base(config).config).dry_run(sample_params(config, config.n_trials or 5))
-    except setup_errors() as exc:
-        raise fail(str(exc)) from None
-    Console().print(text, highlight=False, markup=False, soft_wrap=True)
 
 
 def _print_trials(study: Any) -> None:
@@ -216,10 +223,12 @@ def trials(
     """Print a study's trials: number, state, params, objective, MLflow run id."""
     import optuna
 
-    from harness.storage import make_storage
+    from harness.storage import StorageError, make_storage
 
     try:
         study = optuna.load_study(study_name=study_name, storage=make_storage(storage))
     except KeyError:
-        raise fail(f"no study named {study_name!r} in {storage}") from None
+        raise fail(f"no study named {study_name!r} in {mask_url(storage)}") from None
+    except StorageError as exc:
+        raise fail(str(exc)) from None
     _print_trials(study)

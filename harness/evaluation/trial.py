@@ -9,7 +9,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,23 @@ SCORERS_VERSION = 2
 TokenCounter = Callable[[list[str]], list[int]]
 # Paired comparisons with the baseline are made for these columns (and the judge's overall).
 COMPARED = ("embedding", "rouge_l", "structure", "detail", "consistency", "judge")
+# Evaluation settings that change the answers generated (token budgets; batching pads prompts).
+ANSWERING_FIELDS = ("max_new_tokens", "length_margin", "batch_size")
+# Judge settings that can change a verdict. The others (concurrency, retries, timeouts, the cache,
+# server processes, the judge check and what it lets into the objective) decide how or whether a
+# score is obtained, not what it is; the rubric counts by content (its hash).
+JUDGE_SCORING_FIELDS = (
+    "kind",
+    "model",
+    "base_url",
+    "api_version",
+    "use_logprobs",
+    "top_logprobs",
+    "structured_output",
+    "max_tokens",
+    "temperature",
+    "n_ctx",
+)
 
 
 def sample(examples: Sequence[Example], size: int | None, seed: int) -> list[Example]:
@@ -72,6 +89,31 @@ def vs_baseline(
     return metrics
 
 
+def evaluation_digest(
+    settings: EvaluationConfig, splits: Mapping[str, Sequence[Example]], rubric_hash: str | None
+) -> str:
+    """Pure: identity of an evaluation, from what changes its answers or scores and nothing else.
+
+    The examples are digested by content, so the sampling settings count only through what they
+    pick; the judge counts only when it scores, and then only by what can change its verdict.
+    """
+    ran = settings.composite_scorers
+    total = sum(settings.consistency_weights[s] for s in ran)
+    identity: dict[str, Any] = {
+        "scorers": sorted(settings.scorers),
+        # The composite renormalises its weights over the scorers that ran: only their ratios count.
+        "weights": {s: round(settings.consistency_weights[s] / total, 12) for s in ran},
+        "answering": settings.model_dump(mode="json", include=set(ANSWERING_FIELDS)),
+        "splits": {split: digest(examples) for split, examples in sorted(splits.items())},
+    }
+    if "judge" in settings.scorers:
+        judge = settings.judge.model_dump(mode="json", include=set(JUDGE_SCORING_FIELDS))
+        identity["judge"] = judge | {"rubric_hash": rubric_hash}
+    h = hashlib.sha256(f"scorers-v{SCORERS_VERSION}".encode())
+    h.update(json.dumps(identity, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
 @dataclass
 class Evaluator:
     """Scores trained models on a train sample and the held-out set, the same way every time."""
@@ -90,14 +132,8 @@ class Evaluator:
     @property
     def digest(self) -> str:
         """Identity of this evaluation: same digest, scores comparable across runs and studies."""
-        exclude = {"enabled", "baseline", "confidence_level", "bootstrap_resamples"}
-        h = hashlib.sha256(f"scorers-v{SCORERS_VERSION}".encode())
-        h.update(self.settings.model_dump_json(exclude=exclude).encode())
-        for split, examples in sorted(self.splits.items()):
-            h.update(f"{split}:{digest(examples)}".encode())
-        if self.judge is not None:
-            h.update(json.dumps(self.judge.params(), sort_keys=True).encode())
-        return h.hexdigest()[:16]
+        rubric_hash = self.judge.rubric.hash if self.judge is not None else None
+        return evaluation_digest(self.settings, self.splits, rubric_hash)
 
     @functools.cached_property
     def budgets(self) -> dict[str, int]:

@@ -97,10 +97,13 @@ def pin(spec: str, client: Any) -> Lineage:
     try:
         registered = client.get_registered_model(name)
     except MlflowException:
-        raise _bad(spec, f"no registered model named {name!r} in this tracking store") from None
+        first = f"run the study that registers {name} (mlflow.registry_model_name) and `harness promote` it first"
+        raise _bad(spec, f"no registered model named {name!r} in this tracking store; {first}") from None
     if alias is not None and alias not in registered.aliases:
         known = ", ".join(sorted(registered.aliases)) or "none"
-        raise _bad(spec, f"{name} has no alias {alias!r} (its aliases: {known})")
+        option = "" if alias == "champion" else f" --alias {alias}"
+        hint = f"`harness promote{option}` the study that registers {name} first"
+        raise _bad(spec, f"{name} has no alias {alias!r} (its aliases: {known}); {hint}")
     try:
         version = client.get_model_version(name, str(registered.aliases[alias] if alias else number))
     except MlflowException:

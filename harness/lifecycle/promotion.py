@@ -4,8 +4,10 @@ When the objective is a per-example score (``consistency/{split}/{column}``, or 
 such columns on one split), both models' answers to the same prompts are compared pair by pair,
 and the candidate wins only when the lower end of the paired interval of its improvement clears
 ``promotion.min_delta``. A difference of means over a few dozen examples is mostly noise; without
-this, every lucky trial would take the alias. Anything else (eval_loss, say) has no per-example
-values, and keeps the strict-improvement rule.
+this, every lucky trial would take the alias. So without both per-example tables there is no
+promotion at all: no evidence, no win. Anything else (eval_loss, say) has no per-example values,
+and keeps the strict-improvement rule. The opponent is the alias's holder, or for the first
+holder the untuned baseline, by the same rule.
 """
 
 from __future__ import annotations
@@ -99,16 +101,18 @@ def interval_text(spec: PerExample, interval: PairedDiff) -> str:
     return f"{spec.name} {interval.mean:+.3g} [{interval.level:.0%} CI {interval.low:+.3g}, {interval.high:+.3g}]"
 
 
-def decide_paired(spec: PerExample, interval: PairedDiff, *, min_delta: float, champion_label: str) -> Decision:
+def decide_paired(
+    spec: PerExample, interval: PairedDiff, *, min_delta: float, champion_label: str, against: str = "champion"
+) -> Decision:
     """Wins only when the whole interval of the improvement lies above ``min_delta``."""
     basis = f"n={interval.n} paired examples on {spec.split}, better is +"
     line = f"{interval_text(spec, interval)} vs {champion_label} (min_delta {min_delta:g}; {basis})"
     if interval.clears(min_delta):
-        return Decision(True, f"beats the champion: {line}", interval, line)
+        return Decision(True, f"beats the {against}: {line}", interval, line)
     bounds = f"[{interval.low:+.3g}, {interval.high:+.3g}]"
     verdict = "inside the noise" if interval.high > min_delta else "no better"
     reason = (
-        f"does not beat the champion: {spec.name} {interval.mean:+.3g} vs {champion_label} is {verdict}: "
+        f"does not beat the {against}: {spec.name} {interval.mean:+.3g} vs {champion_label} is {verdict}: "
         f"{bounds} does not clear min_delta {min_delta:g} ({interval.level:.0%} CI; {basis})"
     )
     return Decision(False, reason, interval, line)
@@ -121,13 +125,15 @@ def decide_strict(
     *,
     champion_label: str,
     why: str,
+    against: str = "champion",
 ) -> Decision:
-    """Today's rule: strictly better on the first objective (as select_best ranks trials)."""
+    """For objectives with no per-example values: strictly better on the first objective (as
+    select_best ranks trials)."""
     name, direction = objective.names[0], objective.directions[0]
     verdict = f"{name}={candidate[name]:.4g} vs {champion_label}'s {name}={champion[name]:.4g} ({why})"
     if strictly_better(candidate[name], champion[name], direction):
-        return Decision(True, f"beats the champion: {verdict}")
-    return Decision(False, f"does not beat the champion: {verdict}")
+        return Decision(True, f"beats the {against}: {verdict}")
+    return Decision(False, f"does not beat the {against}: {verdict}")
 
 
 def decide(
@@ -139,13 +145,14 @@ def decide(
     min_delta: float,
     champion_label: str,
     why_no_interval: str = "",
+    against: str = "champion",
 ) -> Decision:
-    """The paired rule when there is an interval, else the strict rule, saying why."""
+    """The paired rule for a per-example objective (no interval: no promotion, saying why), the
+    strict rule for any other. ``against``: "champion", or "baseline" for the first holder."""
     spec = per_example(objective)
     if spec is None:
         why = f"{objective.names[0]} is not a per-example score: strict improvement rule"
-        return decide_strict(objective, candidate, champion, champion_label=champion_label, why=why)
+        return decide_strict(objective, candidate, champion, champion_label=champion_label, why=why, against=against)
     if interval is None:
-        why = f"{why_no_interval or 'no per-example interval'}: strict improvement rule"
-        return decide_strict(objective, candidate, champion, champion_label=champion_label, why=why)
-    return decide_paired(spec, interval, min_delta=min_delta, champion_label=champion_label)
+        return Decision(False, f"no per-example evidence against {champion_label}: {why_no_interval or 'no interval'}")
+    return decide_paired(spec, interval, min_delta=min_delta, champion_label=champion_label, against=against)

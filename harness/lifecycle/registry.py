@@ -5,9 +5,11 @@ trial's own run* (an MLflow 3 LoggedModel whose source run is the trial; the run
 so its status and end time stay what the trial left) and creates the model version with all its
 tags in the same call: a version never exists without the evidence that justified it, and its
 run link points at the trial's metrics, params and answer tables. Registering a run twice returns
-the existing version.
+the existing version, unless a harness this one cannot load wrote it (:mod:`harness.lifecycle.model_format`).
 
-Promotion writes in an order that keeps the registry truthful if it stops half-way: compare
+Promotion compares the candidate with the alias's holder or, for the first holder, the study's
+untuned baseline, on evidence read by :mod:`harness.lifecycle.evidence` (no evidence, no
+promotion). It writes in an order that keeps the registry truthful if it stops half-way: compare
 first (re-evaluating the champion if its scores came from another evaluation), then register and
 tag the candidate, then move ``previous`` to the old champion, and move the promoted alias last.
 If that last move fails, ``previous`` is put back: the champion keeps its alias and nothing claims
@@ -18,15 +20,26 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.config import ObjectiveConfig, StudyConfig
 from harness.evaluation.paired import PairedDiff
-from harness.evaluation.tables import load_rows, table_path
+from harness.evaluation.tables import table_path
+from harness.lifecycle import model_format
+from harness.lifecycle.evidence import (
+    Measured,
+    Opponent,
+    baseline,
+    champion,
+    measure,
+    measure_opponent,
+    paired_interval,
+)
 from harness.lifecycle.locking import LockTimeout, promotion_lock
-from harness.lifecycle.promotion import decide, per_example, signed_interval
-from harness.lifecycle.selection import Scores, evaluation_only, objective_scores, select_best
+from harness.lifecycle.promotion import decide, per_example
+from harness.lifecycle.selection import Scores, objective_scores, select_best
 from harness.lifecycle.serving import log_model, tracking_uri
 from harness.lifecycle.weights import trial_model
 from harness.storage import ATTR_RUN_ID, make_storage
@@ -38,11 +51,9 @@ from harness.tracking import (
     TAG_KIND,
     TAG_PROMOTION,
     TAG_PROMOTION_INTERVAL,
-    TAG_REGISTERED,
     TAG_RUN_ID,
     TAG_STUDY,
     TAG_TRIAL,
-    TAG_VERSION,
 )
 
 log = logging.getLogger(__name__)
@@ -51,6 +62,9 @@ log = logging.getLogger(__name__)
 COPIED_RUN_TAGS = (TAG_STUDY, TAG_TRIAL, TAG_BASE_MODEL, TAG_DATASET, "harness.backend", TAG_EVAL_DIGEST, *LINEAGE_TAGS)
 CHAMPION = "champion"
 PREVIOUS = "previous"
+NOT_PROMOTED_AT_SWEEP_END = (
+    "not promoted: registered at the end of the sweep; `harness promote` moves an alias only on evidence"
+)
 
 
 class RegistryError(RuntimeError):
@@ -64,8 +78,8 @@ def client_for(uri: str) -> Any:
 
 
 def version_tags(run: Any, objective: ObjectiveConfig) -> dict[str, str]:
-    """Pure: what a model version records about the trial run it came from."""
-    tags = {k: run.data.tags[k] for k in COPIED_RUN_TAGS if k in run.data.tags}
+    """What a model version records about the trial run it came from, and the harness that wrote it."""
+    tags = {k: run.data.tags[k] for k in COPIED_RUN_TAGS if k in run.data.tags} | model_format.version_tags()
     tags[TAG_RUN_ID] = run.info.run_id
     tags["harness.objective_directions"] = json.dumps(dict(zip(objective.names, objective.directions, strict=True)))
     metrics = run.data.metrics
@@ -104,17 +118,18 @@ def _ensure_registered_model(client: Any, name: str) -> None:
             client.get_registered_model(name)  # another process created it meanwhile: fine; else raise
 
 
-def register(config: StudyConfig, run_id: str, client: Any = None) -> Any:
-    """Log the run's model and register it under ``config.registry_name``; returns the ModelVersion."""
+def register(config: StudyConfig, run_id: str, client: Any = None, tags: Mapping[str, str] | None = None) -> Any:
+    """Log the run's model and register it under ``config.registry_name`` (with ``tags`` besides the
+    run's evidence); returns the ModelVersion."""
     client = client or client_for(config.mlflow.tracking_uri)
     name = config.registry_name
     existing = find_version(client, name, run_id)
-    if existing is not None:
-        return existing
+    if existing is not None and model_format.readable_tags(existing.tags):
+        return existing  # else written by a harness this one cannot load: registered again
     run = client.get_run(run_id)
     # The trial's weights: its local work dir, or the copy on its run when that dir is not here.
     with trial_model(run, config, client) as (spec, weights), tracking_uri(config.mlflow.tracking_uri):
-        tags = {**version_tags(run, config.objective), TAG_KIND: spec.kind}
+        tags = {**version_tags(run, config.objective), TAG_KIND: spec.kind, **(tags or {})}
         study, trial = tags.get(TAG_STUDY, config.study_name), tags.get(TAG_TRIAL, "?")
         # Both steps read the fluent tracking URI (the registry looks the logged model up through it);
         # the model goes into the trial's own experiment, under the study's artifact root.
@@ -148,12 +163,13 @@ def best_run_id(config: StudyConfig, study: Any = None) -> str | None:
 def register_best(config: StudyConfig, study: Any = None) -> Any | None:
     """End of a sweep: register the best trial's model (idempotent); None when there is none.
 
-    A failure is logged, not raised: the sweep's trials stand whatever happens to the registry,
-    and ``harness promote`` registers the same model later.
+    No alias moves here: only ``harness promote`` does, on evidence. A failure is logged, not
+    raised: the sweep's trials stand whatever happens to the registry, and ``harness promote``
+    registers the same model later.
     """
     try:
         run_id = best_run_id(config, study)
-        version = register(config, run_id) if run_id else None
+        version = register(config, run_id, tags={TAG_PROMOTION: NOT_PROMOTED_AT_SWEEP_END}) if run_id else None
     except Exception as exc:
         log.warning("could not register the best trial's model in %s: %s", config.registry_name, exc)
         return None
@@ -195,6 +211,8 @@ class PromotionResult:
     candidate: Scores
     champion_version: str | None = None
     champion: Scores | None = None
+    baseline: Scores | None = None  # the opponent of the first holder: the untuned base model
+    opponent_run_id: str | None = None  # the run whose scores the candidate was compared with
     candidate_version: str | None = None
     promoted: bool = False
     dry_run: bool = False
@@ -211,43 +229,6 @@ class PromotionResult:
         if self.dry_run and self.promoted:
             verdict = "would promote"
         return f"{head}{verdict} run {self.candidate_run_id} to {self.name}@{self.alias}: {self.reason}"
-
-
-def _scored_runs(client: Any, name: str, version: Any) -> list[Any]:
-    """Runs that measured a version: its source run, then evaluations of it, newest first."""
-    runs = [client.get_run(version.run_id)] if version.run_id else []
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    query = (
-        f"tags.`{TAG_REGISTERED}` = '{name}' and tags.`{TAG_VERSION}` = '{version.version}'"
-        " and attributes.status = 'FINISHED'"
-    )
-    return runs + list(client.search_runs(experiments, query, order_by=["attributes.start_time DESC"]))
-
-
-def champion_scores(
-    config: StudyConfig, client: Any, version: Any, candidate: Scores, dry_run: bool
-) -> tuple[Scores | None, str | None, str]:
-    """The champion's scores comparable with the candidate's, re-evaluating it when needed.
-
-    Returns (scores or None, the re-evaluation run id, why there are none).
-    """
-    name, objective = config.registry_name, config.objective
-    for run in _scored_runs(client, name, version):
-        scores = Scores.of_run(run, objective)
-        if scores.comparable(candidate, objective):
-            return scores, None, ""
-    label = f"champion version {version.version}"
-    if not evaluation_only(objective):
-        return None, None, f"{label} was not measured like the candidate and {objective.names} cannot be re-measured"
-    if dry_run:
-        return None, None, f"{label} was scored under another evaluation; without --dry-run it is re-evaluated first"
-    from harness.lifecycle.evaluate import evaluate_model
-
-    result = evaluate_model(config, f"models:/{name}/{version.version}")
-    scores = Scores.of_run(client.get_run(result.run_id), objective)
-    if not scores.comparable(candidate, objective):
-        return None, result.run_id, f"{label} re-evaluated, but its scores are still not comparable"
-    return scores, result.run_id, ""
 
 
 def _move_aliases(client: Any, name: str, alias: str, version: str, old: Any | None) -> list[str]:
@@ -277,60 +258,51 @@ def _restore_alias(client: Any, name: str, alias: str, before: Any | None) -> No
         log.exception("could not put alias %s of %s back to %s", alias, name, getattr(before, "version", None))
 
 
-def _judge(config: StudyConfig, client: Any, old: Any, result: PromotionResult) -> bool:
-    """Fill in the comparison with the current holder of the alias; True when the candidate wins."""
-    champion, result.reevaluation_run_id, why = champion_scores(config, client, old, result.candidate, result.dry_run)
-    result.champion = champion
-    if champion is None:
-        result.reason = why
+def _judge(config: StudyConfig, client: Any, opponent: Opponent, candidate: Measured, result: PromotionResult) -> bool:
+    """Fill in the comparison with the opponent (holder or baseline); True when the candidate wins."""
+    spec = per_example(config.objective)
+    if spec is not None and candidate.rows is None:  # checked first: measuring the opponent may cost an evaluation
+        missing = f"run {result.candidate_run_id} has no per-example table {table_path(spec.split)}"
+        result.reason = f"no per-example evidence against {opponent.label}: {missing}"
         return False
-    interval, why = _paired_interval(config, client, result.candidate, champion)
+    measured, result.reevaluation_run_id, why = measure_opponent(config, client, opponent, candidate, result.dry_run)
+    if measured is None:
+        result.reason = f"no evidence against {opponent.label}: {why}"
+        return False
+    if opponent.against == "baseline":
+        result.baseline = measured.scores
+        label = f"{opponent.label} (run {measured.scores.run_id})"
+    else:
+        result.champion, label = measured.scores, opponent.label
+    result.opponent_run_id = measured.scores.run_id
+    interval, why = paired_interval(config, candidate, measured)
     decision = decide(
         config.objective,
-        result.candidate.values,
-        champion.values,
+        candidate.scores.values,
+        measured.scores.values,
         interval=interval,
         min_delta=config.promotion.min_delta,
-        champion_label=f"version {old.version}",
+        champion_label=label,
         why_no_interval=why,
+        against=opponent.against,
     )
     result.interval, result.interval_line = decision.interval, decision.line
-    digest = f" (eval digest {result.candidate.eval_digest or '-'})" if decision.wins else ""
+    digest = f" (eval digest {candidate.scores.eval_digest or '-'})" if decision.wins else ""
     result.reason = decision.reason + digest
     return decision.wins
 
 
-def _paired_interval(
-    config: StudyConfig, client: Any, candidate: Scores, champion: Scores
-) -> tuple[PairedDiff | None, str]:
-    """The candidate's paired improvement from both runs' tables, or (None, why not)."""
-    spec = per_example(config.objective)
-    if spec is None:
-        return None, ""
-    path = table_path(spec.split)
-    tables = []
-    for scores in (candidate, champion):
-        rows = load_rows(client, scores.run_id, spec.split)
-        if rows is None:
-            return None, f"run {scores.run_id} has no per-example table {path}"
-        tables.append(rows)
-    interval = signed_interval(spec, tables[0], tables[1], config.promotion)
-    if interval is None:
-        return None, f"the {path} tables share no example scored on {', '.join(spec.weights)}"
-    return interval, ""
-
-
-def _candidate(config: StudyConfig, client: Any, run_id: str, force: bool) -> Scores:
-    """The candidate run's scores; RegistryError, before anything is written, when it cannot be one."""
+def _candidate(config: StudyConfig, client: Any, run_id: str, force: bool) -> tuple[Any, Measured]:
+    """The candidate run and its measure; RegistryError, before anything is written, when it cannot be one."""
     run = client.get_run(run_id)
     # A FAILED, KILLED or still RUNNING trial's metrics and weights may be partial: never promoted,
     # --force included (force skips the comparison, not the evidence that training ended).
     if run.info.status != "FINISHED":
         raise RegistryError(f"run {run_id} is {run.info.status}, not FINISHED: only a finished run can be promoted")
-    candidate = Scores.of_run(run, config.objective)
-    if not candidate.values and not force:
+    candidate = measure(config, client, run)
+    if not candidate.scores.values and not force:
         raise RegistryError(f"run {run_id} has no value for the objective {config.objective.names}; use --force")
-    return candidate
+    return run, candidate
 
 
 def promote(
@@ -342,50 +314,63 @@ def promote(
     force: bool = False,
 ) -> PromotionResult:
     """Promote ``run_id`` (default: the study's best trial) to ``registry_name@alias`` if it beats
-    the current holder on the study's objective under the same evaluation; ``force`` skips the
-    comparison, ``dry_run`` writes nothing (not even a re-evaluation run, nor the lock). Read, compare
-    and move hold the model's promotion lock (:mod:`harness.lifecycle.locking`): concurrent promotions
-    take turns, each comparing with the champion the one before it left."""
+    the current holder, or with no holder yet the untuned baseline, on the study's objective under
+    the same evaluation; ``force`` skips the comparison, ``dry_run`` writes nothing (not even a
+    re-evaluation run, nor the lock). Read, compare and move hold the model's promotion lock
+    (:mod:`harness.lifecycle.locking`): concurrent promotions take turns, each comparing with the
+    champion the one before it left. A refused candidate that is already registered says why in
+    its version's ``harness.promotion`` tag."""
     client = client_for(config.mlflow.tracking_uri)
     name = config.registry_name
     run_id = run_id or best_run_id(config)
     if run_id is None:
         raise RegistryError(f"study {config.study_name!r} has no complete trial to promote")
-    candidate = _candidate(config, client, run_id, force)
+    run, candidate = _candidate(config, client, run_id, force)
     if dry_run:
-        return _compare(config, client, run_id, candidate, alias, force, dry_run=True)[0]
+        return _compare(config, client, run, candidate, alias, force, dry_run=True)[0]
     _ensure_registered_model(client, name)  # the lock is one of its tags
     try:
         with promotion_lock(client, name) as lock:
-            result, old = _compare(config, client, run_id, candidate, alias, force, dry_run=False)
+            result, old = _compare(config, client, run, candidate, alias, force, dry_run=False)
             if result.promoted:
                 if not lock.holds():  # expired under us (a stalled process): another may be moving
                     raise RegistryError(f"lost the promotion lock of {name} before writing; nothing written")
                 _write(config, client, result, old)
+            elif not result.already:
+                _record_refusal(client, result)
             return result
     except LockTimeout as exc:
         raise RegistryError(str(exc)) from None
 
 
 def _compare(
-    config: StudyConfig, client: Any, run_id: str, candidate: Scores, alias: str, force: bool, dry_run: bool
+    config: StudyConfig, client: Any, run: Any, candidate: Measured, alias: str, force: bool, dry_run: bool
 ) -> tuple[PromotionResult, Any | None]:
     """Read the alias's holder (returned too) and decide: ``promoted`` says whether the candidate takes it."""
-    name = config.registry_name
+    name, run_id = config.registry_name, run.info.run_id
     old = alias_version(client, name, alias)
-    result = PromotionResult(name, alias, run_id, candidate, str(old.version) if old else None, dry_run=dry_run)
-    if old is not None and old.run_id == run_id:
+    result = PromotionResult(name, alias, run_id, candidate.scores, str(old.version) if old else None, dry_run=dry_run)
+    if old is not None and old.run_id == run_id and model_format.readable_tags(old.tags):
         result.reason = f"run {run_id} is already {name}@{alias} (version {old.version})"
         result.already = True
         return result, old
     if force:
         result.reason = "forced (no comparison)"
-    elif old is None:
-        result.reason = f"{name} has no {alias!r} yet"
-    elif not _judge(config, client, old, result):
-        return result, old
+    else:
+        # The first holder must beat the untuned base model, by the same rule as every later one.
+        opponent = champion(client, name, old) if old is not None else baseline(client, run.info.experiment_id)
+        if not _judge(config, client, opponent, candidate, result):
+            return result, old
     result.promoted = True
     return result, old
+
+
+def _record_refusal(client: Any, result: PromotionResult) -> None:
+    """A version already registered from the refused run (the sweep's best, say) says why it was not promoted."""
+    version = find_version(client, result.name, result.candidate_run_id)
+    if version is not None:
+        why = f"{result.alias}: not promoted: {result.reason}"[:5000]
+        client.set_model_version_tag(result.name, str(version.version), TAG_PROMOTION, why)
 
 
 def _write(config: StudyConfig, client: Any, result: PromotionResult, old: Any | None) -> None:
@@ -395,7 +380,7 @@ def _write(config: StudyConfig, client: Any, result: PromotionResult, old: Any |
     result.candidate_version = version
     client.set_model_version_tag(name, version, TAG_PROMOTION, f"{alias}: {result.reason}"[:5000])
     if result.interval is not None:
-        evidence = {**asdict(result.interval), "vs_version": result.champion_version}
+        evidence = {**asdict(result.interval), "vs_version": result.champion_version, "vs_run": result.opponent_run_id}
         evidence["min_delta"] = config.promotion.min_delta
         client.set_model_version_tag(name, version, TAG_PROMOTION_INTERVAL, json.dumps(evidence))
     result.written = [f"version {version} registered and tagged", *_move_aliases(client, name, alias, version, old)]

@@ -8,11 +8,14 @@ What is stored (artifacts of the logged model):
   through :func:`harness.models.resolve`: the packaged ``smollm2``, a local dir or a hub id) or the
   full transformers model (full fine-tuning), with the tokenizer either way.
 
-The pickled :class:`ChatModel` holds no state (everything is in those artifacts), so loading in
-another process needs only ``harness`` importable there. ``predict`` takes a list of prompts
-(strings) or of chat message lists and returns one greedy answer each; generation settings are
-``params`` (see :data:`PARAMS`). Remote models answer through chat completions, with the key read
-from the environment (``OPENAI_API_KEY`` / ``OPENAI_BASE_URL``, or the ``AZURE_OPENAI_*`` variables).
+The model's code is logged by reference, not pickled (:mod:`harness.lifecycle.chat_model`, MLflow
+"models from code"): :class:`ChatModel` holds no state (everything is in those artifacts), so loading
+in another process needs only ``harness`` importable there, of a version that reads the model's
+format (:mod:`harness.lifecycle.model_format`: refused with a clear message otherwise).
+``predict`` takes a list of prompts (strings) or of chat message lists and returns one greedy
+answer each; generation settings are ``params`` (see :data:`PARAMS`). Remote models answer through
+chat completions, with the key read from the environment (``OPENAI_API_KEY`` / ``OPENAI_BASE_URL``,
+or the ``AZURE_OPENAI_*`` variables).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import mlflow
 
 from harness import models
+from harness.lifecycle import model_format
 
 if TYPE_CHECKING:
     from harness.config import StudyConfig
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
 SPEC_ARTIFACT = "spec"
 WEIGHTS_ARTIFACT = "weights"
 SPEC_FILE = "harness_model.json"
+MODEL_CODE = Path(__file__).with_name("chat_model.py")  # logged by path: MLflow copies and runs it
 # Generation settings a caller may pass as ``params=``; the defaults match the trials' evaluation.
 PARAMS: dict[str, Any] = {"max_new_tokens": 192, "batch_size": 8, "bf16": False}
 Kind = Literal["lora", "full", "remote"]
@@ -229,6 +234,7 @@ def load_tracked(spec: str) -> LocalAnswerer:
     from harness.tracking import TAG_BASE_MODEL
 
     if spec.startswith("models:/"):
+        model_format.check_model(spec)
         answer = mlflow.pyfunc.load_model(spec).unwrap_python_model().answer
         if not isinstance(answer, LocalAnswerer):
             raise models.ModelError(f"{spec} is a remote model: it has no weights to load here")
@@ -251,6 +257,9 @@ class ChatModel(mlflow.pyfunc.PythonModel):
     """The pyfunc face of a harness model; all state comes from the logged artifacts."""
 
     def load_context(self, context: Any) -> None:
+        # Before reading any file: a model of another format (or a pickled one, which MLflow hands
+        # over without the config) is refused with both harness versions named.
+        model_format.check(context.model_config, "this model")
         self.spec = ModelSpec.from_json(Path(context.artifacts[SPEC_ARTIFACT]).read_text())
         weights = context.artifacts.get(WEIGHTS_ARTIFACT)
         self.answer = answerer_for(self.spec, Path(weights) if weights else None)
@@ -323,7 +332,11 @@ def log_model(
     client = mlflow.MlflowClient()
     run_params = client.get_run(run_id).data.params  # what Model.log copies onto a model it creates
     logged = client.create_logged_model(
-        experiment_id, name=name, source_run_id=run_id, tags=dict(tags or {}), params=dict(run_params)
+        experiment_id,
+        name=name,
+        source_run_id=run_id,
+        tags={**(tags or {}), **model_format.version_tags()},
+        params=dict(run_params),
     )
     with tempfile.TemporaryDirectory() as tmp:
         spec_file = Path(tmp) / SPEC_FILE
@@ -337,7 +350,9 @@ def log_model(
             flavor=mlflow.pyfunc,
             run_id=run_id,
             model_id=logged.model_id,
-            python_model=ChatModel(),
+            python_model=str(MODEL_CODE),  # by reference: no pickled code in the model
+            model_config=model_format.stamp(),  # what load_context checks
+            metadata=model_format.stamp(),  # what a loader reads before loading anything
             artifacts=artifacts,
             signature=signature(),
             pip_requirements=requirements(),
@@ -364,8 +379,11 @@ def tracking_uri(uri: str) -> Iterator[None]:
 
 
 def load(model_uri: str, uri: str | None = None) -> Any:
-    """``mlflow.pyfunc.load_model`` against ``uri`` (the tracking and registry store)."""
+    """``mlflow.pyfunc.load_model`` against ``uri`` (the tracking and registry store), once the
+    model's record says this harness reads it (IncompatibleModel otherwise)."""
     if uri is None:
+        model_format.check_model(model_uri)
         return mlflow.pyfunc.load_model(model_uri)
     with tracking_uri(uri):
+        model_format.check_model(model_uri)
         return mlflow.pyfunc.load_model(model_uri)

@@ -55,6 +55,9 @@ class JudgeConfig(Frozen):
     startup_timeout_s: float = Field(default=120.0, gt=0)
     # judge-check: controlled variants of this many training references, once per study (cached).
     check: bool = True
+    # With check off, an objective may read the judge only when this says so (its runs are tagged
+    # harness.judge_unchecked); with check on it changes nothing.
+    trust_unchecked: bool = False
     check_size: int = Field(default=8, ge=2)
     # Below this pairwise accuracy (overall) a judge may not be in the objective.
     min_check_accuracy: float = Field(default=0.8, ge=0.0, le=1.0)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Literal
 
 from pydantic import Field
@@ -14,6 +16,47 @@ FullWeightsPolicy = Literal["best", "all", "none"]
 # DPOTrainer) on OpenAI's preference JSONL. Study-level, because the data format follows from it;
 # search_space.method (lora | full) still picks which weights train.
 TrainingMethod = Literal["sft", "dpo"]
+
+# TrainingArguments fields every local trial takes from the harness, each with what it comes from.
+# LocalBackend.training_kwargs builds exactly these keys and refuses to run when they differ, so
+# this table is what search_space.training_args is checked against at load (no transformers import).
+HARNESS_TRAINING_ARGS: Mapping[str, str] = MappingProxyType(
+    {
+        "output_dir": "training.work_dir",
+        "num_train_epochs": "search_space.epochs",
+        "per_device_train_batch_size": "search_space.batch_size and training.max_micro_batch_size",
+        "per_device_eval_batch_size": "training.max_micro_batch_size",
+        "gradient_accumulation_steps": "search_space.batch_size and training.max_micro_batch_size",
+        "learning_rate": "training.base_learning_rate and search_space.lr_multiplier",
+        "eval_strategy": "training.eval_steps",
+        "eval_steps": "training.eval_steps",
+        "logging_steps": "training.logging_steps",
+        "save_strategy": "training.save_strategy",
+        "save_steps": "training.save_steps",
+        "save_total_limit": "training.save_total_limit",
+        "save_only_model": "the harness (trials keep weights, never resume from a checkpoint)",
+        "bf16": "training.precision",
+        "use_cpu": "the harness (the device it finds)",
+        "train_sampling_strategy": "training.group_by_length",
+        "include_num_input_tokens_seen": "the harness (its tokens-per-second metrics)",
+        "report_to": "the harness (it logs to MLflow itself)",
+        "seed": "training.seed",
+        "dataloader_num_workers": "the harness",
+        "remove_unused_columns": "the harness (its collator reads every column)",
+        "prediction_loss_only": "the harness (evaluation reads only the loss)",
+        "disable_tqdm": "the harness (its own progress bars)",
+    }
+)
+# What a DPO trial adds on top of those for TRL's DPOConfig (harness.backends.local.dpo).
+DPO_TRAINING_ARGS: Mapping[str, str] = MappingProxyType(
+    {
+        "beta": "search_space.beta",
+        "max_length": "max_seq_length",
+        "gradient_checkpointing": "the harness",
+        "disable_dropout": "search_space.dropout",
+        "length_column_name": "training.group_by_length",
+    }
+)
 
 
 class TrainingConfig(Frozen):
@@ -44,6 +87,11 @@ class TrainingConfig(Frozen):
     # When a study ends, keep the local work dirs of the best k COMPLETE trials and of registered
     # versions and delete the rest (finished trials only); None keeps everything.
     keep_local: int | None = Field(default=None, ge=0)
+
+    @property
+    def harness_args(self) -> Mapping[str, str]:
+        """The trainer fields this study's trials set themselves -> what each comes from."""
+        return {**HARNESS_TRAINING_ARGS, **(DPO_TRAINING_ARGS if self.method == "dpo" else {})}
 
     def run_dir(self, study_name: str, run_id: str) -> Path:
         """One directory per MLflow run: a study name used again never overwrites older weights."""

@@ -18,6 +18,9 @@ class WorkersConfig(Frozen):
     max_retry: int = Field(default=1, ge=0)
     # How long a worker waits for a study database that went away (a restart, a failover) before
     # the call fails; trials keep training meanwhile and their writes go through once it is back.
+    # It may exceed grace_period_s: no heartbeat can be written while the database is away, so a
+    # worker that saw it come back judges no trial stale for grace_period_s + 10 s (harness.storage).
+    # A database that never answered is not waited for: the storage setting is wrong (exit 2).
     reconnect_s: float = Field(default=600.0, gt=0)
 
     @model_validator(mode="after")

@@ -84,13 +84,13 @@ def _database_lock(url: str, name: str, timeout_s: float | None) -> Iterator[Non
     import sqlalchemy
     from sqlalchemy.pool import NullPool
 
-    from harness.storage import lost_connection, wait_for_database
+    from harness.storage import connect_args, lost_connection, wait_for_database
 
-    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool, connect_args=connect_args(url))
     postgres = engine.dialect.name == "postgresql"
     key: int | str = lock_key(name) if postgres else hashlib.blake2b(name.encode(), digest_size=16).hexdigest()
     try:
-        with wait_for_database(engine.connect) as connection:
+        with wait_for_database(engine.connect, url=url) as connection:  # never answered: StorageError
             if postgres and timeout_s is not None:
                 connection.execute(sqlalchemy.text(f"SET lock_timeout = {int(timeout_s * 1000)}"))
             take = "SELECT pg_advisory_lock(:key)" if postgres else "SELECT GET_LOCK(:key, :wait)"

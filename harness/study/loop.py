@@ -25,9 +25,11 @@ from harness.lifecycle.retention import apply_retention
 from harness.storage import ATTR_RUN_ID
 from harness.study import report
 from harness.study.coordination import study_lock
+from harness.study.journal import fail_orphans, sole_worker
+from harness.study.outcome import Outcome, first_of_sweep, sweep_outcome
 from harness.study.storage import open_study, recover, running_elsewhere, trials_done
 from harness.study.trial import TrialRunner
-from harness.tracking import BASELINE_ROLE, TAG_EVAL_DIGEST, TAG_ROLE, Tracker, flatten
+from harness.tracking import BASELINE_ROLE, TAG_BASE_MODEL, TAG_EVAL_DIGEST, TAG_ROLE, Tracker, flatten
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ class SweepResult:
     parent_run_id: str
     ran: int
     reconciled: list[int]
+    outcome: Outcome  # what the exit status says (harness.study.outcome)
 
 
 def parent_tags(config: StudyConfig, dataset: dict[str, Any]) -> dict[str, str]:
@@ -60,26 +63,34 @@ def run_sweep(config: StudyConfig, progress: Any = None, max_trials: int | None 
     Any number of workers may run this at once on one study: creating the study, the experiment
     and the parent run, the baseline and registration each happen once, under the storage's lock.
     ``max_trials`` caps this worker's own trials. The parent run ends truthfully: RUNNING while any
-    worker still runs a trial, else this worker's outcome.
+    worker still runs a trial, else this worker's outcome. A journal-file study, which has no
+    heartbeats, takes one worker at a time (harness.study.journal).
     """
+    with sole_worker(config):  # a second worker of a journal study is refused here
+        return _join_and_work(config, progress, max_trials)
+
+
+def _join_and_work(config: StudyConfig, progress: Any, max_trials: int | None) -> SweepResult:
     base = resolve_base(config)  # a base_model that is a tracked fine-tune: pinned and local, once
     backend = backends.create(base.config)
     dataset = backend.prepare()  # bad data or model raise here, before any run or trial exists
     train, heldout = evaluation_examples(config)
     check_evaluation(config.evaluation)
-    tags = {**parent_tags(config, dataset), **base.tags}  # lineage tags: on the parent and every trial
+    # Lineage tags and an unchecked judge's tag: on the parent and every trial.
+    tags = {**parent_tags(config, dataset), **base.tags, **unchecked_judge_tags(config)}
     with study_lock(config.storage, f"{config.study_name}:setup"):
         # Stores are created here (tables, migrations, the experiment): simultaneous first starts race.
         tracker = Tracker(config.mlflow.tracking_uri, config.study_name, config.mlflow.artifact_location)
         study = open_study(config, tracker)
-        reconciled = recover(study)
-    started_before = _started(study)
+        reconciled = fail_orphans(config, study, tracker) + recover(study)
+    started_before, first = _started(study), first_of_sweep(study.get_trials(deepcopy=False))
     count_tokens = getattr(backend, "count_tokens", None)
     with open_evaluator(config.evaluation, tracker, train, heldout, count_tokens) as evaluator:
         check = judge_gate(config, evaluator, train)  # a weak judge in the objective stops here
         with study_lock(config.storage, f"{config.study_name}:setup"):
             parent_id = tracker.parent_run(config.study_name, tags)  # reopened by every worker
-        status = "FAILED"
+        tracker.set_tags(parent_id, unchecked_judge_tags(config))  # a resumed parent has its first tags
+        status, outcome = "FAILED", Outcome("done")
         try:  # from here on, whatever happens, the parent run ends truthfully
             with study_lock(config.storage, f"{config.study_name}:setup"):
                 describe_parent(config, study, tracker, parent_id, dataset, check)
@@ -88,14 +99,25 @@ def run_sweep(config: StudyConfig, progress: Any = None, max_trials: int | None 
                     ensure_baseline(backend, evaluator, tracker, parent_id, tags)
             runner = TrialRunner(config, backend, tracker, parent_id, tags, progress, evaluator)
             work_until_done(study, runner, config, max_trials, progress)
-            status = "FINISHED"
+            outcome = conclude(study, tracker, parent_id, first)
+            status = outcome.parent_status
         except KeyboardInterrupt:
             status = "KILLED"
             raise
         finally:
             with study_lock(config.storage, f"{config.study_name}:setup"):
                 close_parent(config, study, tracker, parent_id, status)
-    return SweepResult(study, parent_id, _started(study) - started_before, reconciled)
+    return SweepResult(study, parent_id, _started(study) - started_before, reconciled, outcome)
+
+
+def conclude(study: optuna.Study, tracker: Tracker, parent_id: str, first: int) -> Outcome:
+    """The sweep's outcome from the study's trials, kept on the parent run with its reason."""
+    outcome = sweep_outcome(study.get_trials(deepcopy=False), first)
+    tags = {"harness.outcome": outcome.kind}
+    if outcome.reason:
+        tags["harness.outcome_reason"] = outcome.reason[:5000]
+    tracker.set_tags(parent_id, tags)
+    return outcome
 
 
 def describe_parent(
@@ -136,8 +158,9 @@ def work_until_done(
     """Run trials while the study needs them; then wait while other workers' trials run.
 
     Waiting is what makes a dead worker's trial run again: it counts as running until its heartbeat
-    goes stale, then it is failed and queued, and whoever is still here runs it. A worker that
-    reached ``max_trials`` or the study's timeout leaves at once.
+    goes stale, then it is failed and queued, and whoever is still here runs it. So the worker
+    looks for dead workers' trials before it counts what is due: a retry they leave WAITING is run
+    before leaving. A worker that reached ``max_trials`` or the study's timeout leaves at once.
     """
     deadline = time.monotonic() + config.timeout_minutes * 60 if config.timeout_minutes else math.inf
     callbacks: list[Any] = [stop_when_done(config.n_trials)] if config.n_trials is not None else []
@@ -145,30 +168,44 @@ def work_until_done(
         total = trial_budget(config, study, max_trials)
         callbacks.append(report.progress_callback(progress, total))
     while (left := deadline - time.monotonic()) > 0:
+        others_running = running_elsewhere(study)  # fails (and queues again) dead workers' trials first
         own_left = None if max_trials is None else max_trials - runner.started
         budget = trial_budget(config, study, own_left)  # None: no cap but the timeout
         if budget is None or budget > 0:
             before = runner.started
             _optimize(study, runner, config, budget, None if math.isinf(left) else left, callbacks)
+            if runner.stopped_study:
+                return  # a trial stopped the study (an exhausted quota, a budget): no trial may start
             if budget is None or (runner.started - before < budget and trial_budget(config, study, None)):
                 return  # ran until the timeout, or stopped while trials were still due (a finished grid)
-        elif own_left == 0 or config.n_trials is None or not running_elsewhere(study):
+        elif own_left == 0 or config.n_trials is None or not others_running:
             return
         else:
             time.sleep(config.workers.heartbeat_interval_s)
 
 
 def trial_budget(config: StudyConfig, study: optuna.Study, max_trials: int | None) -> int | None:
-    """How many trials this worker may start: what the study still needs, capped by max_trials."""
-    remaining = None if config.n_trials is None else max(0, config.n_trials - trials_done(study))
+    """How many trials this worker may start: what the study still needs, capped by max_trials.
+
+    Queued trials (retries of dead or interrupted workers' trials) are always due, even past
+    n_trials: workers that started trials at the same instant may have overshot it by one.
+    """
+    remaining = None if config.n_trials is None else max(config.n_trials - trials_done(study), _queued(study))
     if max_trials is None:
         return remaining
     return max_trials if remaining is None else min(remaining, max_trials)
 
 
+def unchecked_judge_tags(config: StudyConfig) -> dict[str, str]:
+    """An objective that reads a judge never checked (evaluation.judge.trust_unchecked) says so."""
+    return {"harness.judge_unchecked": "true"} if config.judge_unchecked else {}
+
+
 def judge_gate(config: StudyConfig, evaluator: Evaluator | None, train: list[Example]) -> CheckResult | None:
     """Check the judge once per study (cached); refuse a weak judge in the objective."""
     settings = config.evaluation.judge
+    if config.judge_unchecked:  # config load refused it unless trust_unchecked is set
+        log.warning("the objective reads the judge unchecked (evaluation.judge.trust_unchecked); runs tagged so")
     if evaluator is None or evaluator.judge is None or not settings.check:
         return None
     result, was_cached = check_judge(evaluator.judge, train, settings.check_size, config.evaluation.sample_seed)
@@ -199,12 +236,17 @@ def log_judge_check(tracker: Tracker, parent_id: str, config: StudyConfig, check
 
 
 def _describe_parent(tracker: Tracker, parent_id: str, config: StudyConfig, dataset: dict[str, Any]) -> None:
-    """Config and dataset facts on the parent run, once: params cannot change on resume."""
+    """Config and dataset facts on the parent run, once: params cannot change on resume.
+
+    Passwords in URLs (storage, tracking URI) are masked: MLflow shows them to every reader.
+    """
+    from harness.redaction import masked
+
     if tracker.client.get_run(parent_id).data.params:
         return
-    config_params = dict(flatten("", config.model_dump(mode="json")))
-    tracker.log_params(parent_id, {**config_params, **{f"data.{k}": v for k, v in dataset.items()}})
-    tracker.log_dict(parent_id, config.model_dump(mode="json"), "config.json")
+    recorded = masked(config.model_dump(mode="json"))
+    tracker.log_params(parent_id, {**dict(flatten("", recorded)), **{f"data.{k}": v for k, v in dataset.items()}})
+    tracker.log_dict(parent_id, recorded, "config.json")
 
 
 def _optimize(
@@ -221,13 +263,17 @@ def _optimize(
 
 
 def stop_when_done(n_trials: int) -> Any:
-    """Stop this worker once the study (all workers together) has its n_trials."""
+    """Stop this worker once the study (all workers together) has its n_trials and none queued."""
 
     def callback(study: optuna.Study, trial: FrozenTrial) -> None:
-        if trials_done(study) >= n_trials:
+        if trials_done(study) >= n_trials and not _queued(study):
             study.stop()
 
     return callback
+
+
+def _queued(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def evaluation_examples(config: StudyConfig) -> tuple[list[Example], list[Example]]:
@@ -254,7 +300,9 @@ def ensure_baseline(backend: Any, evaluator: Evaluator, tracker: Tracker, parent
     if base_answerer is None:
         return
     query = f"tags.`{TAG_ROLE}` = '{BASELINE_ROLE}' and tags.`{TAG_EVAL_DIGEST}` = '{evaluator.digest}'"
-    for run in tracker.find_runs(f"{query} and attributes.status = 'FINISHED'", max_results=1):
+    for run in tracker.find_runs(f"{query} and attributes.status = 'FINISHED'"):
+        if run.data.tags.get(TAG_BASE_MODEL) != tags.get(TAG_BASE_MODEL):
+            continue  # another base under the same study name: its answers are not this base's
         rows = {split: load_rows(tracker.client, run.info.run_id, split) for split in evaluator.splits}
         if all(r is not None for r in rows.values()):
             evaluator.baseline_rows = {k: v for k, v in rows.items() if v is not None}

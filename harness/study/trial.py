@@ -18,6 +18,8 @@ from harness.objective import objective_metrics, objective_value, vs_baseline_su
 from harness.search_space import suggest
 from harness.storage import ATTR_INTERRUPTED, ATTR_RUN_ID, ATTR_VS_BASELINE, ATTR_WORKER
 from harness.study.coordination import study_lock
+from harness.study.outcome import failure_attrs
+from harness.study.sampling import SEED_KEY, seed_of
 from harness.tracking import TAG_MODEL_DIR, TAG_REMOTE_MODEL, TAG_STATE, TAG_STUDY, TAG_TRIAL, MetricBuffer, Tracker
 
 # Trial state -> MLflow run status: the run never claims more than the trial achieved.
@@ -83,11 +85,16 @@ class TrialRunner:
     progress: Any = None
     evaluator: Any = None  # harness.evaluation.trial.Evaluator when evaluation is on
     started: int = 0  # trials this worker has started (a worker's --max-trials counts these)
+    stopped_study: bool = False  # a trial's TrialStopped said no further trial may start
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         self.started += 1
+        seed = seed_of(trial, self.config.sampler)
         params = suggest(trial, self.config.search_space, self.config.backend)
         tags = {**self.run_tags, TAG_STUDY: self.config.study_name, TAG_TRIAL: str(trial.number)}
+        if seed is not None:  # what its parameters were drawn with, to reproduce them
+            trial.set_user_attr(SEED_KEY, seed)
+            tags[SEED_KEY] = str(seed)
         trial.set_user_attr(ATTR_WORKER, f"{socket.gethostname()}:{os.getpid()}")  # for people; heartbeats decide
         self.tracker.reopen(self.parent_run_id)  # a worker that finished earlier may have ended it
         run_id = self.tracker.child_run(self.parent_run_id, f"trial-{trial.number}", tags)
@@ -124,17 +131,18 @@ class TrialRunner:
             raise
         except TrialStopped as stopped:
             if stopped.stop_study:
+                self.stopped_study = True
                 trial.study.stop()
             if stopped.resumable:
                 trial.set_user_attr(ATTR_INTERRUPTED, True)
-            self._finish(run_id, buffer, TrialState.FAIL, stopped, status=stopped.run_status)
+            self._failed(trial, run_id, buffer, stopped, stopped.stop_study, stopped.run_status)
             raise
         except KeyboardInterrupt as stop:
             trial.set_user_attr(ATTR_INTERRUPTED, True)
             self._finish(run_id, buffer, TrialState.FAIL, stop, status="KILLED")
             raise
         except BaseException as error:
-            self._finish(run_id, buffer, TrialState.FAIL, error)
+            self._failed(trial, run_id, buffer, error, stops_study=False)
             raise
         self._finish(run_id, buffer, TrialState.COMPLETE)
         return value
@@ -154,6 +162,22 @@ class TrialRunner:
         if self.evaluator is None or result.answer is None:
             return {}
         return self.evaluator.evaluate(result.answer, run_id)
+
+    def _failed(
+        self,
+        trial: optuna.Trial,
+        run_id: str,
+        buffer: MetricBuffer,
+        error: BaseException,
+        stops_study: bool,
+        status: str | None = None,
+    ) -> None:
+        """Why the trial failed, kept on it (harness.study.outcome reads it); then its run ends."""
+        try:
+            for key, value in failure_attrs(error, stops_study).items():
+                trial.set_user_attr(key, value)
+        finally:
+            self._finish(run_id, buffer, TrialState.FAIL, error, status)
 
     def _finish(
         self,

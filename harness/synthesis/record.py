@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.data.chat import digest, load_jsonl
+from harness.redaction import masked
 from harness.settings.synthesis import SynthSpec
 from harness.synthesis.synth import SynthResult
 from harness.tracking import SYNTHESIS_ROLE, TAG_DATASET, TAG_ROLE, Tracker, flatten
@@ -30,7 +31,7 @@ def spec_params(spec: SynthSpec) -> dict[str, Any]:
         "n_personas": len(spec.personas),
         "n_topics": sum(len(p.topics) for p in spec.personas),
     }
-    params |= dict(flatten("endpoint", spec.endpoint.model_dump(mode="json")))
+    params |= dict(flatten("endpoint", masked(spec.endpoint.model_dump(mode="json"))))
     params |= dict(flatten("filters", spec.filters.model_dump(mode="json")))
     return params
 
@@ -49,7 +50,7 @@ def log_synthesis(spec: SynthSpec, out: Path, result: SynthResult) -> str:
     run_id = tracker.run(spec.name, {TAG_ROLE: SYNTHESIS_ROLE, TAG_DATASET: digest(examples)})
     with tracker.closing(run_id):
         tracker.log_params(run_id, spec_params(spec))
-        tracker.log_dict(run_id, spec.model_dump(mode="json"), "synth_spec.json")
+        tracker.log_dict(run_id, masked(spec.model_dump(mode="json")), "synth_spec.json")
         tracker.log_metrics(run_id, {f"synth/{name}": float(n) for name, n in result.counts().items()})
         tracker.log_dataset(run_id, dataset_rows(result), source=str(out.resolve()), name=out.name, context="training")
         tracker.log_artifact(run_id, out, "data")

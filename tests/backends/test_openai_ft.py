@@ -462,7 +462,8 @@ def test_dry_run_makes_no_request(
     def no_network(request: httpx.Request) -> httpx.Response:
         pytest.fail(f"dry run sent {request.method} {request.url}")
 
-    config = make_config(tmp_path, chat_files, openai__budget_usd=0.01)
+    # Epochs fixed: over budget whatever the sampler draws.
+    config = make_config(tmp_path, chat_files, openai__budget_usd=0.01, search_space__epochs=3)
     backend = OpenAIBackend(config, http_client=httpx.Client(transport=httpx.MockTransport(no_network)))
     text = backend.dry_run(sample_params(config, 3))
 

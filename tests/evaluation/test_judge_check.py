@@ -105,7 +105,10 @@ def test_ties_count_half_so_a_constant_scorer_is_at_chance() -> None:
     assert all(c.accuracy == 0.5 and c.gap == 0 for c in result.criteria.values())
 
 
-def test_deterministic_scorers_and_composite_rank_the_variants_right() -> None:
+def test_run_scorers_reports_every_deterministic_scorer_and_the_composite() -> None:
+    # The "reference" variant here is the reference itself, so it wins on identity: this checks the
+    # judge-check plumbing only. That the scorers rank genuinely different answers right is
+    # tests/evaluation/test_scoring.py::test_the_composite_ranks_a_faithful_paraphrase_above_every_broken_answer.
     cases = build_cases(examples(), 6)
 
     def columns_for(answers: list[str], references: list[str]) -> dict[str, list[Any]]:

@@ -1,5 +1,5 @@
 """Several workers on one study in PostgreSQL: setup, baseline and registration happen once;
-a worker killed mid-trial loses nothing and repeats nothing."""
+a worker killed mid-trial loses nothing and repeats nothing, and every trial is still scored."""
 
 from __future__ import annotations
 
@@ -20,6 +20,14 @@ from harness.study.storage import retry_of
 
 pytestmark = pytest.mark.slow
 
+FAST_EVALUATION = [
+    "evaluation.scorers=[rouge_l,structure,detail]",
+    "evaluation.train_sample_size=1",
+    "evaluation.heldout_sample_size=2",
+    "evaluation.max_new_tokens=8",
+]
+SCORED = "consistency/heldout/consistency_vs_baseline"  # a held-out score compared with the baseline
+
 
 def test_sweep_with_two_workers_shares_one_study_parent_baseline_and_version(
     study_yaml: Path, postgres_url: str, tmp_path: Path
@@ -28,10 +36,7 @@ def test_sweep_with_two_workers_shares_one_study_parent_baseline_and_version(
         f"storage={postgres_url}",
         "n_trials=4",
         "search_space.method=lora",
-        "evaluation.scorers=[rouge_l,structure,detail]",
-        "evaluation.train_sample_size=1",
-        "evaluation.heldout_sample_size=2",
-        "evaluation.max_new_tokens=8",
+        *FAST_EVALUATION,
     ]
     env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
     command = [sys.executable, "-m", "harness.cli", "sweep", str(study_yaml), *overrides, "--workers", "2"]
@@ -56,7 +61,7 @@ def test_sweep_with_two_workers_shares_one_study_parent_baseline_and_version(
     assert sorted(r.info.run_id for r in trial_runs) == sorted(t.user_attrs["mlflow_run_id"] for t in study.trials)
     assert {r.data.tags["mlflow.parentRunId"] for r in trial_runs + baselines} == {parent.info.run_id}
     for run in trial_runs:  # every trial compared with the one baseline
-        assert "consistency/heldout/consistency_vs_baseline" in run.data.metrics
+        assert SCORED in run.data.metrics
     assert len(client.search_model_versions("name='tiny'")) == 1
 
 
@@ -68,7 +73,7 @@ def test_a_worker_killed_mid_trial_leaves_nothing_lost_or_repeated(
         "n_trials=5",
         "search_space.method=lora",
         "search_space.epochs=5",
-        "evaluation.enabled=false",
+        *FAST_EVALUATION,
         "workers.heartbeat_interval_s=1",
         "workers.grace_period_s=4",
     ]
@@ -102,6 +107,14 @@ def test_a_worker_killed_mid_trial_leaves_nothing_lost_or_repeated(
     assert killed_run.info.status == "FAILED" and "heartbeats" in killed_run.data.tags["harness.error"]
     parents = [r for r in runs if r.data.tags.get("harness.role") == "parent"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    # Evaluation survives the kill: one baseline for all workers, and every complete trial, the
+    # killed one's retry included, is scored against it.
+    baselines = [r for r in runs if r.data.tags.get("harness.role") == "baseline"]
+    assert [b.info.status for b in baselines] == ["FINISHED"]
+    assert {b.data.tags["mlflow.parentRunId"] for b in baselines} == {parents[0].info.run_id}
+    for trial in study.trials:
+        if trial.state == TrialState.COMPLETE:
+            assert SCORED in client.get_run(trial.user_attrs["mlflow_run_id"]).data.metrics, trial.number
 
 
 @dataclass(frozen=True)

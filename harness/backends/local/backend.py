@@ -22,9 +22,11 @@ from harness.backends.local.callbacks import MetricsCallback, PruningCallback, R
 from harness.backends.local.objective import Objective
 from harness.backends.local.plan import resolve
 from harness.backends.local.sft import SFT
+from harness.backends.local.trainer_args import with_sampled_args
 from harness.config import StudyConfig
 from harness.device import use_bf16, use_physical_cores
 from harness.hyperparams import TrialParams
+from harness.settings.training import HARNESS_TRAINING_ARGS
 
 
 def set_dropout(model: Any, p: float) -> None:
@@ -109,7 +111,7 @@ class LocalBackend:
         t = self.config.training
         plan = self.plan(params)
         on_cpu = not torch.cuda.is_available()
-        return dict(
+        owned = dict(
             output_dir=str(output_dir),
             num_train_epochs=params.epochs,
             per_device_train_batch_size=plan.micro_batch,
@@ -133,8 +135,8 @@ class LocalBackend:
             remove_unused_columns=False,
             prediction_loss_only=True,  # evaluation needs the loss, not every logit gathered
             disable_tqdm=disable_tqdm,
-            **params.training_args,
         )
+        return with_sampled_args(owned, HARNESS_TRAINING_ARGS, params.training_args)
 
     def trial_trainer(self, params: TrialParams, model: Any, work: Path, callbacks: list[Any], quiet: bool) -> Any:
         """The trainer of one trial, as the objective builds it."""

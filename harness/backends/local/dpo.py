@@ -26,10 +26,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from harness import models
 from harness.backends.local.callbacks import STEP_METRICS
 from harness.backends.local.sft import check_training_args
+from harness.backends.local.trainer_args import with_sampled_args
 from harness.config import DPO_METRICS, StudyConfig
 from harness.data.chat import DataError
 from harness.data.split import Sourced, load_preference_splits
 from harness.hyperparams import TrialParams
+from harness.settings.training import DPO_TRAINING_ARGS
 
 if TYPE_CHECKING:
     from harness.backends.local.objective import TrialSetup
@@ -172,7 +174,7 @@ class DPO:
             from datasets.utils.logging import disable_progress_bar
 
             disable_progress_bar()
-        settings = local.training_kwargs(params, work, quiet) | {
+        dpo_args = {
             "beta": self.beta(params),
             "max_length": self.config.max_seq_length,  # TRL 1.x has no separate max_prompt_length
             "gradient_checkpointing": False,  # TRL's default trades ~20% speed for memory a small model does not need
@@ -180,6 +182,7 @@ class DPO:
             # Length-grouped batches read this column (TRL's rows have no input_ids to measure).
             "length_column_name": "length",
         }
+        settings = with_sampled_args(dpo_args, DPO_TRAINING_ARGS, local.training_kwargs(params, work, quiet))
         trainer = DPOTrainer(
             model=model,
             ref_model=None if params.is_lora else self._reference(),

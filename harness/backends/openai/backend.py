@@ -215,6 +215,17 @@ class OpenAIBackend:
             # Its state is learnt by polling, which outlives an API outage (JobWatcher.wait).
             return SimpleNamespace(id=str(job_id), status="unknown")
         self._reserve_budget(params, ctx, estimate)
+        try:
+            job = self._create_job(params, ctx, dataset)
+        except TrialStopped as stopped:
+            if stopped.resumable:  # no job was made: its retry reserves the budget again
+                ctx.set_attr(ATTR_COST, 0.0)
+            raise
+        ctx.set_attr(ATTR_JOB, job.id)
+        return job
+
+    def _create_job(self, params: TrialParams, ctx: TrialContext, dataset: RemoteDataset) -> Any:
+        """Upload the data (once per dataset) and create the trial's job."""
         assert self._files is not None
         files = {"train": self._files.file_id(self._filename(dataset, "train"), dataset.jsonl("train"))}
         if dataset.validation:
@@ -229,9 +240,7 @@ class OpenAIBackend:
             self.settings.seed,
         )
         ctx.log_text(json.dumps(payload, indent=2), "openai/job_request.json")
-        job = self._create(payload, ctx.number)
-        ctx.set_attr(ATTR_JOB, job.id)
-        return job
+        return self._create(payload, ctx.number)
 
     def _reserve_budget(self, params: TrialParams, ctx: TrialContext, estimate: Preflight) -> None:
         """Refuse a trial whose estimate would pass the budget; record it otherwise.

@@ -96,7 +96,8 @@ def quota_exhausted(error: openai.APIStatusError) -> bool:
 class Caller:
     """Runs one API call with bounded retries: 429 waits as told, 5xx and network back off.
 
-    An exhausted quota (429 ``insufficient_quota``) never recovers by waiting: it stops the study.
+    An exhausted quota (429 ``insufficient_quota``) never recovers by waiting: it stops the study,
+    and the trial runs again (reattaching to its job, if it has one) when the study resumes.
     """
 
     def __init__(self, settings: OpenAIConfig, sleep: Sleep = time.sleep, clock: Clock = time.monotonic) -> None:
@@ -121,6 +122,7 @@ class Caller:
                     "raise the limit, then resume the study",
                     stop_study=True,
                     code="insufficient_quota",
+                    resumable=True,
                 ) from error
             raise
 

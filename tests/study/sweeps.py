@@ -1,0 +1,78 @@
+"""Helpers for sweeps without training: a backend that finishes at once, and a foreign worker
+process (plain Optuna, as a harness worker looks in the study) that takes a trial and hangs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.backends.base import TrainResult, TrialContext
+from harness.config import StudyConfig, parse_study
+from harness.search_space import TrialParams
+from harness.study import loop
+
+
+class InstantBackend:
+    """Trains nothing; ``on_train`` runs inside each trial (to kill another worker, say)."""
+
+    def __init__(self, on_train: Callable[[], None] = lambda: None) -> None:
+        self.on_train = on_train
+
+    def prepare(self) -> dict[str, Any]:
+        return {}
+
+    def train(self, params: TrialParams, ctx: TrialContext) -> TrainResult:
+        self.on_train()
+        return TrainResult(metrics={"eval_loss": 0.5}, params={})
+
+
+def sweep_config(tmp_path: Path, storage: str, **settings: Any) -> StudyConfig:
+    """A two-trial study with fast heartbeats, evaluation and registration off."""
+    return parse_study(
+        {
+            "study_name": "s",
+            "data": {"train_file": "x.jsonl"},
+            "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/m.db", "register_best": False},
+            "storage": storage,
+            "n_trials": 2,
+            "evaluation": {"enabled": False},
+            "workers": {"heartbeat_interval_s": 1, "grace_period_s": 4},
+            **settings,
+        }
+    )
+
+
+def use_backend(monkeypatch: pytest.MonkeyPatch, backend: InstantBackend) -> None:
+    monkeypatch.setattr(loop.backends, "create", lambda config: backend)
+
+
+TAKE_A_TRIAL = """
+import sys, time
+import optuna
+from harness.storage import make_storage, HeartbeatOptions
+heartbeat = HeartbeatOptions(1, 4) if sys.argv[3] == "heartbeat" else None
+study = optuna.load_study(study_name="s", storage=make_storage(sys.argv[1], heartbeat))
+
+def objective(trial):
+    trial.suggest_int("epochs", 1, 3)
+    trial.set_user_attr("mlflow_run_id", sys.argv[2])
+    print("running", flush=True)
+    time.sleep(600)  # training, until killed
+
+study.optimize(objective, n_trials=1)
+"""
+
+
+def start_foreign_worker(storage: str, run_id: str, heartbeat: bool) -> subprocess.Popen[str]:
+    """A worker mid-trial on ``storage`` (trial 0 of a new study), with an MLflow run ``run_id``."""
+    mode = "heartbeat" if heartbeat else "none"
+    worker = subprocess.Popen(
+        [sys.executable, "-c", TAKE_A_TRIAL, storage, run_id, mode], stdout=subprocess.PIPE, text=True
+    )
+    assert worker.stdout is not None and worker.stdout.readline().strip() == "running"
+    return worker
