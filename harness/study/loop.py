@@ -173,7 +173,8 @@ def work_until_done(
         budget = trial_budget(config, study, own_left)  # None: no cap but the timeout
         if budget is None or budget > 0:
             before = runner.started
-            _optimize(study, runner, config, budget, None if math.isinf(left) else left, callbacks)
+            if _optimize(study, runner, config, budget, None if math.isinf(left) else left, callbacks):
+                continue  # a peer failed this worker's live trial: its retry is due, so look again
             if runner.stopped_study:
                 return  # a trial stopped the study (an exhausted quota, a budget): no trial may start
             if budget is None or (runner.started - before < budget and trial_budget(config, study, None)):
@@ -256,10 +257,20 @@ def _optimize(
     n_trials: int | None,
     timeout_s: float | None,
     callbacks: list[Any],
-) -> None:
+) -> bool:
+    """Run trials; True when one of them was lost to a peer (failed as stale while it ran)."""
     # Remote jobs train elsewhere, so several can be in flight; local trials share one model.
     n_jobs = min(config.parallel_trials, n_trials or config.parallel_trials)
-    study.optimize(runner, n_trials=n_trials, timeout=timeout_s, catch=(Exception,), callbacks=callbacks, n_jobs=n_jobs)
+    try:
+        study.optimize(
+            runner, n_trials=n_trials, timeout=timeout_s, catch=(Exception,), callbacks=callbacks, n_jobs=n_jobs
+        )
+    except ValueError:  # Optuna's "Cannot tell a FAIL trial": a peer failed ours as stale meanwhile
+        if not runner.lost_to_peer(study):
+            raise
+        log.warning("trial %s was failed by another worker while it ran; its retry runs instead", runner.current)
+        return True
+    return False
 
 
 def stop_when_done(n_trials: int) -> Any:

@@ -30,6 +30,16 @@ RUN_STATUS = {
 }
 
 
+LOST_REASON = (
+    "another worker failed this trial as stale while it still ran (its heartbeats could not be written,"
+    " e.g. during a database outage); its result is not counted and its parameters run again"
+)
+
+
+class TrialLost(RuntimeError):
+    """The trial finished here, but a peer had already failed it: Optuna cannot take its result."""
+
+
 def outcome_tags(state: TrialState, error: BaseException | None = None) -> dict[str, str]:
     """Pure: the tags that explain a trial's end on its run."""
     tags = {TAG_STATE: state.name}
@@ -86,9 +96,11 @@ class TrialRunner:
     evaluator: Any = None  # harness.evaluation.trial.Evaluator when evaluation is on
     started: int = 0  # trials this worker has started (a worker's --max-trials counts these)
     stopped_study: bool = False  # a trial's TrialStopped said no further trial may start
+    current: int | None = None  # the number of the trial this worker runs (or ran last)
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         self.started += 1
+        self.current = trial.number
         seed = seed_of(trial, self.config.sampler)
         params = suggest(trial, self.config.search_space, self.config.backend)
         tags = {**self.run_tags, TAG_STUDY: self.config.study_name, TAG_TRIAL: str(trial.number)}
@@ -144,8 +156,19 @@ class TrialRunner:
         except BaseException as error:
             self._failed(trial, run_id, buffer, error, stops_study=False)
             raise
+        if self.lost_to_peer(trial.study):
+            lost = TrialLost(LOST_REASON)
+            self._finish(run_id, buffer, TrialState.FAIL, lost)
+            raise lost
         self._finish(run_id, buffer, TrialState.COMPLETE)
         return value
+
+    def lost_to_peer(self, study: optuna.Study) -> bool:
+        """Whether another worker failed this worker's current trial as stale while it still ran."""
+        if self.current is None:
+            return False
+        failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        return any(t.number == self.current for t in failed)
 
     def _keep_weights(self, trial: optuna.Trial, run_id: str, result: TrainResult, value: float | list[float]) -> None:
         """The trial's weights onto its run (harness.lifecycle.weights), so that registration and

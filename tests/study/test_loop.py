@@ -3,11 +3,13 @@ trials included."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from harness.study import loop
@@ -56,4 +58,38 @@ def test_a_retry_queued_after_the_study_reached_its_trials_is_still_run(
     trials = loop.run_sweep(config).study.get_trials()
 
     assert [t.state for t in trials if retry_of(t) == 2] == [TrialState.COMPLETE]
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_a_live_trial_failed_by_a_peer_ends_its_run_failed_and_its_worker_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer may fail a live trial as stale (its heartbeats were hidden by an outage the peer never
+    saw). Its own worker then cannot tell Optuna the result: the run must not claim FINISHED, and
+    the worker goes on with the retry instead of crashing."""
+    config = sweep_config(tmp_path, f"sqlite:///{tmp_path}/optuna.db")
+    study = open_study(config)
+    peer_failed: list[int] = []
+
+    def fail_it_as_a_peer_would() -> None:
+        if peer_failed:
+            return
+        (running,) = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        study._storage.set_trial_state_values(running._trial_id, state=TrialState.FAIL)
+        with warnings.catch_warnings():  # experimental in name only
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            RetryHeartbeatStaleTrialCallback(max_retry=1)(study, study.get_trials()[running.number])
+        peer_failed.append(running.number)
+
+    use_backend(monkeypatch, InstantBackend(on_train=fail_it_as_a_peer_would))
+    result = loop.run_sweep(config)
+
+    trials = result.study.get_trials()
+    lost = trials[peer_failed[0]]
+    assert lost.state == TrialState.FAIL
+    client = MlflowClient(config.mlflow.tracking_uri)
+    run = client.get_run(lost.user_attrs["mlflow_run_id"])
+    assert run.info.status == "FAILED"
+    assert "another worker" in run.data.tags["harness.error"]
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
