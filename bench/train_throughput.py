@@ -253,13 +253,13 @@ def block_mask_attention(backend: LocalBackend) -> Iterator[None]:
 
 @contextmanager
 def bf16_attention(backend: LocalBackend) -> Iterator[None]:
-    """Per-example attention in the autocast dtype, whatever this CPU measures faster."""
-    measured = packed_attention._measure_fp32_faster
-    packed_attention._measure_fp32_faster = lambda *args: False
+    """Per-example attention in the autocast dtype, whatever training.attention_precision picks."""
+    model = backend.lora_base()
+    packed_attention.use_for(model, "autocast")
     try:
         yield
     finally:
-        packed_attention._measure_fp32_faster = measured
+        packed_attention.use_for(model, backend.config.training.attention_precision)
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -18,6 +19,12 @@ def _cpu_flags() -> set[str]:
         if line.startswith("flags"):
             return set(line.partition(":")[2].split())
     return set()
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags, read once: they decide precision rules that must not change mid-study."""
+    return frozenset(_cpu_flags())
 
 
 def physical_cores(cpuinfo: str | None = None) -> int:

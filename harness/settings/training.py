@@ -73,6 +73,9 @@ class TrainingConfig(Frozen):
     # Checkpoints and final weights of each trial: <work_dir>/<study>/<mlflow run id>/ (see run_dir).
     work_dir: Path = Path("~/.cache/harness/work")
     precision: Literal["auto", "bf16", "fp32"] = "auto"
+    # Packed examples' attention under bf16: fp32, autocast, or auto (a fixed rule from the CPU's
+    # features and the example length: harness.backends.local.packed_attention.fp32_max_tokens).
+    attention_precision: Literal["auto", "fp32", "autocast"] = "auto"
     group_by_length: bool = True
     # Examples of a micro-batch packed in one row (no pad token computed; attention kept inside each
     # example), where a check on the model shows its attention takes packed rows; else dynamic padding.

@@ -69,14 +69,14 @@ def per_example(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
     """(length, ran in fp32) of every example the per-example attention ran: proof that it ran at all,
     since transformers' SDPA, its fallback, would give the same results."""
     calls: list[tuple[int, bool]] = []
-    measured = packed_attention._fp32_is_faster
+    rule = packed_attention.runs_in_fp32
 
-    def spy(query: torch.Tensor, key: torch.Tensor) -> bool:
-        fp32 = measured(query, key)
-        calls.append((query.shape[2], fp32))
+    def spy(length: int, max_tokens: int | None) -> bool:
+        fp32 = rule(length, max_tokens)
+        calls.append((length, fp32))
         return fp32
 
-    monkeypatch.setattr(packed_attention, "_fp32_is_faster", spy)
+    monkeypatch.setattr(packed_attention, "runs_in_fp32", spy)
     return calls
 
 
@@ -169,16 +169,15 @@ def test_a_model_without_logits_to_keep_trains_on_padded_rows(tiny: Any, smol_to
 
 @pytest.mark.parametrize("fp32", [True, False])
 def test_per_example_attention_under_bf16_autocast(
-    tiny: Any, smol_tokenizer: Any, fp32: bool, monkeypatch: pytest.MonkeyPatch, per_example: list[tuple[int, bool]]
+    tiny: Any, smol_tokenizer: Any, fp32: bool, per_example: list[tuple[int, bool]]
 ) -> None:
-    """Either precision the CPU measure picks gives transformers' block-mask result, gradients too."""
-    monkeypatch.setattr(packed_attention, "_measure_fp32_faster", lambda *args: fp32)
+    """Either precision training.attention_precision picks gives transformers' block-mask result, gradients too."""
     batch = TrainedTokensCollator(pad_token_id=0, pack=True)(_features(smol_tokenizer))
     labels = batch.pop("labels")
     results = []
     for model in (copy.deepcopy(tiny), tiny):
         if model is tiny:
-            assert packed_attention.use_for(model)
+            assert packed_attention.use_for(model, "fp32" if fp32 else "autocast")
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = trained_token_loss(model(**batch), labels)
         loss.backward()

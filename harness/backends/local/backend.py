@@ -14,17 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainingArguments
+import transformers
+from transformers import TrainingArguments, set_seed
 
 from harness import models
 from harness.backends.base import TrainResult, TrialContext
+from harness.backends.local import packed_attention
 from harness.backends.local.callbacks import MetricsCallback, PruningCallback, RichProgressCallback
 from harness.backends.local.objective import Objective
 from harness.backends.local.plan import resolve
 from harness.backends.local.sft import SFT
 from harness.backends.local.trainer_args import with_sampled_args
 from harness.config import StudyConfig
-from harness.device import use_bf16, use_physical_cores
+from harness.device import cpu_flags, use_bf16, use_physical_cores
 from harness.hyperparams import TrialParams
 from harness.settings.training import HARNESS_TRAINING_ARGS
 
@@ -155,7 +157,33 @@ class LocalBackend:
 
     def resolved_params(self, params: TrialParams) -> dict[str, Any]:
         device = {"device": "cuda" if torch.cuda.is_available() else "cpu"}
-        return {**self.plan(params).as_params(), **device, **self.objective.resolved_params(params)}
+        return {
+            **self.plan(params).as_params(),
+            **device,
+            **self.numerics_params(params),
+            **self.objective.resolved_params(params),
+        }
+
+    def numerics_params(self, params: TrialParams) -> dict[str, Any]:
+        """What fixes a trial's numerics beyond its params and data, so that two runs can be compared."""
+        import peft
+
+        t = self.config.training
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        limit = packed_attention.fp32_max_tokens(t.attention_precision, device, cpu_flags())
+        if not getattr(self.objective, "packing", False):  # no packed rows: attention follows autocast
+            limit = 0
+        return {
+            "attention_precision": t.attention_precision,
+            # examples up to this many tokens attend in fp32; "all" when training is fp32 anyway
+            "attention_fp32_max_tokens": "all" if limit is None or not self.plan(params).bf16 else limit,
+            "torch_threads": torch.get_num_threads(),
+            "torch_version": torch.__version__,
+            "transformers_version": transformers.__version__,
+            "peft_version": peft.__version__,
+            "training_seed": t.seed,
+            "train_sampling": "group_by_length" if t.group_by_length else "random",
+        }
 
     def train(self, params: TrialParams, ctx: TrialContext) -> TrainResult:
         """Train one trial; the trained model stays in memory for ``answer`` until ``release``."""
@@ -164,6 +192,9 @@ class LocalBackend:
         # Per run id, never per trial number: a study name used again must not overwrite the weights
         # an older run's harness.model_dir tag points at. Without a run (a bare context), a fresh id.
         work = self.config.training.run_dir(self.config.study_name, ctx.run_id or f"norun-{uuid.uuid4().hex}")
+        # The Trainer seeds only when it is built: LoRA's initial weights are drawn before that, and
+        # would otherwise follow whatever this process drew earlier (an earlier trial, the baseline).
+        set_seed(self.config.training.seed)
         model = self.trial_model(params)
         release = self.release_for(params, model)
         metrics_cb, pruning_cb = (

@@ -11,14 +11,20 @@ cached decoding, sliding windows, attention sinks) goes to transformers' SDPA un
 
 from __future__ import annotations
 
-import functools
 import itertools
-import time
 from typing import Any
 
 import torch
 
+from harness.device import cpu_flags
+
 NAME = "harness_packed_sdpa"
+# Measured on a 2-core AMD EPYC with AVX512-bf16 and no AMX (SmolLM2's 9 query and 3 key-value heads
+# of 64, forward and backward): bf16 over fp32 time 1.5-1.6 at 64-128 tokens, 1.14 at 256, 0.97 at
+# 512, 0.75-0.78 at 1024-2048.
+FP32_FASTER_UP_TO = 256
+# training.attention_precision of this process's study (use_for sets it): one study per process.
+_precision = "auto"
 
 
 def example_lengths(position_ids: torch.Tensor | None) -> list[int] | None:
@@ -72,54 +78,39 @@ def _example_attention(
 ) -> torch.Tensor:
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    if not _fp32_is_faster(query, key):
+    # Under autocast SDPA runs in the autocast dtype whatever its inputs (RoPE hands it fp32 q and k).
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else query.dtype
+    in_fp32 = runs_in_fp32(query.shape[2], fp32_max_tokens(_precision, query.device.type, cpu_flags()))
+    if dtype == torch.float32 or not in_fp32:
         return sdpa_attention_forward(module, query, key, value, None, **kwargs)[0]
     with torch.autocast("cpu", enabled=False):
         out = sdpa_attention_forward(module, query.float(), key.float(), value.float(), None, **kwargs)[0]
     return out.to(value.dtype)
 
 
-def _fp32_is_faster(query: torch.Tensor, key: torch.Tensor) -> bool:
-    """Whether this CPU runs this example's causal attention faster in fp32 than in half precision.
+def fp32_max_tokens(precision: str, device_type: str, flags: frozenset[str]) -> int | None:
+    """The longest example whose attention runs in fp32 when training computes in half precision;
+    0: none, None: every length. Pure: the setting and the hardware decide, never a timing.
 
-    Measured, not assumed: PyTorch's CPU flash kernel in bf16 took twice the fp32 time (forward
-    and backward) for 190-token examples on an AVX512-bf16 EPYC, and less for 900-token ones.
-    Decided once per power-of-two length, head layout and dtype, in this process.
+    ``training.attention_precision`` on the CPU: ``autocast`` -> 0; ``fp32`` -> None; ``auto`` -> with
+    AVX512-bf16 and no AMX, examples up to ``FP32_FASTER_UP_TO`` tokens (their power-of-two bucket),
+    where PyTorch's CPU flash kernel in bf16 was measured slower than in fp32; without native bf16
+    (emulated) every length; with AMX none. Off the CPU, 0 whatever the setting.
     """
-    if query.device.type != "cpu":
-        return False
-    # Under autocast SDPA runs in the autocast dtype whatever its inputs (RoPE hands it fp32 q and k).
-    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else query.dtype
-    if dtype == torch.float32:
-        return False
-    bucket = max(32, 1 << (query.shape[2] - 1).bit_length())
-    shape = (bucket, query.shape[1], key.shape[1], query.shape[3])
-    return _measure_fp32_faster(shape, dtype, torch.is_grad_enabled())
+    if precision == "autocast" or device_type != "cpu":
+        return 0
+    if precision == "fp32" or not flags & {"avx512_bf16", "amx_bf16"}:
+        return None
+    return 0 if "amx_bf16" in flags else FP32_FASTER_UP_TO
 
 
-@functools.cache
-def _measure_fp32_faster(shape: tuple[int, int, int, int], dtype: torch.dtype, grad: bool) -> bool:
-    return _attention_seconds(shape, torch.float32, grad) < _attention_seconds(shape, dtype, grad)
+def runs_in_fp32(length: int, max_tokens: int | None) -> bool:
+    """Whether an example of ``length`` tokens runs in fp32 under ``fp32_max_tokens``' limit."""
+    return max_tokens is None or _bucket(length) <= max_tokens
 
 
-def _attention_seconds(shape: tuple[int, int, int, int], dtype: torch.dtype, grad: bool, repeats: int = 3) -> float:
-    length, heads, kv_heads, head_dim = shape
-    generator = torch.Generator().manual_seed(0)
-    with torch.autocast("cpu", enabled=False), torch.set_grad_enabled(grad):
-        q, k, v = (
-            torch.randn(1, n, length, head_dim, generator=generator).to(dtype).requires_grad_(grad)
-            for n in (heads, kv_heads, kv_heads)
-        )
-        best = float("inf")
-        for _ in range(repeats + 1):  # the first run warms up
-            start = time.perf_counter()
-            out = torch.nn.functional.scaled_dot_product_attention(
-                q, k, v, is_causal=True, enable_gqa=heads != kv_heads
-            )
-            if grad:
-                out.sum().backward()
-            best = min(best, time.perf_counter() - start)
-    return best
+def _bucket(length: int) -> int:
+    return max(32, 1 << (length - 1).bit_length())
 
 
 def register() -> None:
@@ -132,11 +123,14 @@ def register() -> None:
         ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
 
 
-def use_for(model: Any) -> bool:
-    """Switches a model that runs transformers' SDPA to the packed-row form; True when switched."""
+def use_for(model: Any, precision: str = "auto") -> bool:
+    """Switches a model that runs transformers' SDPA to the packed-row form, its examples' attention
+    in ``precision`` (``fp32_max_tokens``); True when switched."""
+    global _precision
     config = getattr(model, "config", None)
     if getattr(config, "_attn_implementation", None) not in ("sdpa", NAME):
         return False
+    _precision = precision
     register()
     model.set_attn_implementation(NAME)
     return True

@@ -137,11 +137,15 @@ def packing_works(model: Any, examples: Sequence[Feature], tolerance: float = 1e
     return bool(torch.allclose(packed.float(), together, atol=tolerance, rtol=tolerance))
 
 
-def choose_packing(setting: str, model: Any, features: Sequence[Feature]) -> tuple[bool, str]:
-    """``training.packing`` (auto | on | off) and the model's measured behaviour -> (pack, why)."""
+def choose_packing(
+    setting: str, model: Any, features: Sequence[Feature], attention_precision: str = "auto"
+) -> tuple[bool, str]:
+    """``training.packing`` (auto | on | off) and the model's measured behaviour -> (pack, why);
+    packed examples' attention runs in ``training.attention_precision``."""
     if setting == "off":
         return False, "dynamic padding (training.packing: off)"
-    per_example = packed_attention.use_for(model)  # measured below, in the form trials will run
+    # Checked below, in the form trials will run.
+    per_example = packed_attention.use_for(model, attention_precision)
     if packing_works(model, features):
         return True, "packed rows" + (", attention per example" if per_example else "")
     if per_example:

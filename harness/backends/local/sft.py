@@ -8,6 +8,8 @@ only; a micro-batch's examples go in one packed row where the model takes it (lo
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,6 +47,14 @@ def features(tokenized: TokenizedSet) -> list[dict[str, list[int]]]:
         {"input_ids": e.input_ids, "attention_mask": [1] * len(e.input_ids), "labels": e.labels}
         for e in tokenized.examples
     ]
+
+
+def tokens_digest(tokenized: TokenizedSet) -> str:
+    """Digest of the token ids and labels a trial trains on, in dataset order."""
+    digest = hashlib.sha256()
+    for example in tokenized.examples:
+        digest.update(json.dumps([example.input_ids, example.labels]).encode())
+    return digest.hexdigest()[:16]
 
 
 def check_training_args(names: list[str]) -> None:
@@ -89,7 +99,9 @@ class SFT:
         self.train_examples = list(train)
         self.augmented = AugmentedSets(config, train, self.train_set)
         base = models.load_base(config.base_model)
-        self.packing, batching = choose_packing(config.training.packing, base, features(self.train_set))
+        self.packing, batching = choose_packing(
+            config.training.packing, base, features(self.train_set), config.training.attention_precision
+        )
         self.trim_logits = accepts_trained_token_batches(base)
         return {
             "batching": batching,
@@ -107,7 +119,8 @@ class SFT:
         if self.augmented is None:
             return {}
         self.train_set, facts = self.augmented.get(params.augmentation)
-        return facts
+        # With training.seed and the sampling strategy (logged beside it) this fixes the data order.
+        return {**facts, "train_data_digest": tokens_digest(self.train_set)}
 
     def trainer_for(self, model: Any, args: TrainingArguments, callbacks: list[Any]) -> Trainer:
         if self.train_set is None or self.eval_set is None:
