@@ -10,8 +10,9 @@ from __future__ import annotations
 import abc
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 import optuna
 from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeat
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from harness.config import ConfigError
 from harness.redaction import mask_url
@@ -211,6 +212,7 @@ class ReconnectingStorage(BaseStorage, BaseHeartbeat):
         self.patience_s = patience_s
         self.settle_s = settle_s
         self.back_at: float | None = None  # time.monotonic() when the database last came back
+        self._claims = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
         return {"inner": self.inner, "patience_s": self.patience_s, "settle_s": self.settle_s}
@@ -234,6 +236,13 @@ class ReconnectingStorage(BaseStorage, BaseHeartbeat):
             log.info("study database back from an outage: trials %s not judged stale yet", stale)
             return []
         return stale
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
+        # Optuna claims a queued trial (WAITING -> RUNNING) by a read, then a write; SQLite ignores
+        # its FOR UPDATE, so two threads of one process (parallel remote trials) could both claim
+        # one retry and pay for two jobs. One state change at a time per process closes that.
+        with self._claims:
+            return self.waiting(lambda: self.inner.set_trial_state_values(trial_id, state, values))
 
     def _came_back(self) -> None:
         self.back_at = time.monotonic()
