@@ -56,7 +56,7 @@ def make_storage(
     answered, a database that goes away is waited for, up to ``reconnect_s`` per call, instead
     of failing the trial or the worker (ReconnectingStorage).
     """
-    if url.endswith(".log") and "://" not in url:
+    if is_journal(url):
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url))
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -73,6 +73,11 @@ def make_storage(
         settle_s = heartbeat.grace_s + RECONNECT_BACKOFF_CAP_S
     storage = wait_for_database(lambda: optuna.storages.RDBStorage(url, **kwargs), reconnect_s, url=url)
     return ReconnectingStorage(storage, reconnect_s, settle_s)
+
+
+def is_journal(url: str) -> bool:
+    """Whether the storage URL names an Optuna journal file (a path ending in .log)."""
+    return url.endswith(".log") and "://" not in url
 
 
 def connect_args(url: str) -> dict[str, Any]:

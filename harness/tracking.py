@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -184,11 +183,8 @@ class Tracker:
         import pandas as pd
         from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
 
-        directory, _, name = artifact_file.rpartition("/")
-        with tempfile.TemporaryDirectory() as tmp:
-            local = Path(tmp) / name
-            pd.DataFrame(rows).to_json(local, orient="split", index=False, date_format="iso")
-            self.client.log_artifact(run_id, str(local), directory or None)
+        table = pd.DataFrame(rows).to_json(orient="split", index=False, date_format="iso")
+        self.log_text(run_id, table, artifact_file)
         logged = json.loads(self.client.get_run(run_id).data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
         entry = {"path": artifact_file, "type": "table"}
         if entry not in logged:

@@ -33,7 +33,7 @@ def refuse_unmade_base(config: StudyConfig, config_path: Path) -> None:
     from harness.tracking import local_store_missing
 
     uri = config.mlflow.tracking_uri
-    if config.backend != "local" or not models.is_tracked(config.base_model) or not local_store_missing(uri):
+    if not models.is_tracked(config.base_model) or not local_store_missing(uri):
         return
     raise ConfigError(
         f"base_model {config.base_model!r}: the tracking store {uri} does not exist yet, so it holds no"

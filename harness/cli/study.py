@@ -131,9 +131,9 @@ def _sweep_with_workers(config_path: Path, args: list[str], config: StudyConfig,
     """N ``harness worker`` processes on this machine, one progress bar for the study."""
     import optuna
 
-    from harness.storage import StorageError, load_study, make_storage
+    from harness.storage import StorageError, is_journal, load_study, make_storage
     from harness.study.coordination import is_shared
-    from harness.study.journal import ONE_WORKER, is_journal
+    from harness.study.journal import ONE_WORKER
     from harness.study.outcome import first_of_sweep, sweep_outcome
     from harness.study.storage import trials_done
     from harness.study.workers import run_workers

@@ -192,11 +192,6 @@ def cached(path: Path | None, key: str, compute: Callable[[], CheckResult]) -> t
     return result, False
 
 
-def mentions_judge(metric_names: Sequence[str]) -> bool:
-    """Whether an objective reads a judge score (``consistency/<split>/judge...``)."""
-    return any(name.startswith("consistency/") and name.split("/")[-1].startswith("judge") for name in metric_names)
-
-
 def check_judge(judge: Any, examples: Sequence[Example], size: int, seed: int = 0) -> tuple[CheckResult, bool]:
     """The judge's check on ``examples``, from the check cache beside the judge cache when there."""
     cases = build_cases(examples, size, seed)

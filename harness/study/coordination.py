@@ -52,9 +52,11 @@ def study_lock(storage_url: str, name: str, timeout_s: float | None = None) -> I
 
 def file_of(storage_url: str) -> Path | None:
     """The file a file-backed storage lives in (SQLite database or Optuna journal), else None."""
+    from harness.storage import is_journal
+
     if storage_url.startswith("sqlite:///") and ":memory:" not in storage_url:
         path = Path(storage_url.removeprefix("sqlite:///")).expanduser()
-    elif storage_url.endswith(".log") and "://" not in storage_url:
+    elif is_journal(storage_url):
         path = Path(storage_url).expanduser()
     else:
         return None

@@ -21,7 +21,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from harness.config import ConfigError, StudyConfig
-from harness.storage import ATTR_RUN_ID
+from harness.storage import ATTR_RUN_ID, is_journal
 from harness.study.coordination import study_lock
 from harness.tracking import TAG_STATE, Tracker
 
@@ -35,11 +35,6 @@ ORPHAN_REASON = "its worker died mid-trial (found RUNNING by the next worker of 
 
 class SecondWorkerError(ConfigError):
     """Another worker already runs this journal study."""
-
-
-def is_journal(storage_url: str) -> bool:
-    """Whether ``storage_url`` names an Optuna journal file (harness.storage.make_storage)."""
-    return storage_url.endswith(".log") and "://" not in storage_url
 
 
 @contextlib.contextmanager

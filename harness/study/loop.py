@@ -15,7 +15,7 @@ from harness import backends
 from harness.config import ConfigError, StudyConfig
 from harness.data.chat import DataError, Example
 from harness.data.split import load_splits
-from harness.evaluation.judge_check import CheckResult, check_judge, mentions_judge
+from harness.evaluation.judge_check import CheckResult, check_judge
 from harness.evaluation.tables import load_rows
 from harness.evaluation.trial import Evaluator, open_evaluator
 from harness.evaluation.trial import check as check_evaluation
@@ -213,7 +213,7 @@ def judge_gate(config: StudyConfig, evaluator: Evaluator | None, train: list[Exa
     evaluator.skip_judge_counts()
     log.info("judge check %s: overall accuracy %.2f", "(cached)" if was_cached else "", result.accuracy)
     weak = result.accuracy < settings.min_check_accuracy
-    if weak and mentions_judge(config.objective.inputs) and not settings.allow_weak:
+    if weak and config.objective.judge_inputs and not settings.allow_weak:
         raise WeakJudgeError(
             f"evaluation.judge: {settings.kind}:{settings.model} ranks controlled variants of the training"
             f" answers right {result.accuracy:.0%} of the time, below judge.min_check_accuracy"

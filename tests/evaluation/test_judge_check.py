@@ -14,7 +14,6 @@ from harness.evaluation.judge_check import (
     OVERALL,
     build_cases,
     check_judge,
-    mentions_judge,
     rank,
     run_scorers,
 )
@@ -122,10 +121,13 @@ def test_run_scorers_reports_every_deterministic_scorer_and_the_composite() -> N
     assert results["consistency"].accuracy == 1.0  # no variant beats the reference on the composite
 
 
-def test_mentions_judge() -> None:
-    assert mentions_judge(["consistency/heldout/judge"])
-    assert mentions_judge(["eval_loss", "consistency/train/judge_structure"])
-    assert not mentions_judge(["consistency/heldout/consistency", "eval_loss"])
+def test_judge_inputs_are_the_judge_scores_an_objective_reads() -> None:
+    from harness.config import ObjectiveConfig
+
+    assert ObjectiveConfig(metric="consistency/heldout/judge").judge_inputs == ["consistency/heldout/judge"]
+    weights = {"eval_loss": -1.0, "consistency/train/judge_structure": 1.0}
+    assert ObjectiveConfig(weights=weights).judge_inputs == ["consistency/train/judge_structure"]
+    assert not ObjectiveConfig(weights={"consistency/heldout/consistency": 1.0, "eval_loss": -1.0}).judge_inputs
 
 
 def test_build_cases_needs_two_references() -> None:

@@ -156,27 +156,27 @@ class LocalBackend:
         return release
 
     def resolved_params(self, params: TrialParams) -> dict[str, Any]:
-        device = {"device": "cuda" if torch.cuda.is_available() else "cpu"}
+        plan = self.plan(params)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
         return {
-            **self.plan(params).as_params(),
-            **device,
-            **self.numerics_params(params),
+            **plan.as_params(),
+            "device": device,
+            **self.numerics_params(plan.bf16, device),
             **self.objective.resolved_params(params),
         }
 
-    def numerics_params(self, params: TrialParams) -> dict[str, Any]:
+    def numerics_params(self, bf16: bool, device: str) -> dict[str, Any]:
         """What fixes a trial's numerics beyond its params and data, so that two runs can be compared."""
         import peft
 
         t = self.config.training
-        device = "cuda" if torch.cuda.is_available() else "cpu"
         limit = packed_attention.fp32_max_tokens(t.attention_precision, device, cpu_flags())
         if not getattr(self.objective, "packing", False):  # no packed rows: attention follows autocast
             limit = 0
         return {
             "attention_precision": t.attention_precision,
             # examples up to this many tokens attend in fp32; "all" when training is fp32 anyway
-            "attention_fp32_max_tokens": "all" if limit is None or not self.plan(params).bf16 else limit,
+            "attention_fp32_max_tokens": "all" if limit is None or not bf16 else limit,
             "torch_threads": torch.get_num_threads(),
             "torch_version": torch.__version__,
             "transformers_version": transformers.__version__,
