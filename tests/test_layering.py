@@ -32,6 +32,7 @@ LAYERS = (
     ),
     ("harness.config",),
     ("harness.hyperparams", "harness.settings", "harness.redaction"),
+    ("harness.metrics",),
 )
 
 
