@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ Column = str | Mapping[str, float]
 # Bootstrap draws are made in chunks of at most this many indices, so memory stays flat for large n.
 _CHUNK_INDICES = 4_000_000
 # Differences this close are one value (a constant shift computed in floating point).
-_SAME = 1e-12
+SAME = 1e-12
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class PairedDiff:
 
     def negated(self) -> PairedDiff:
         """The interval of (b - a)."""
-        return PairedDiff(-self.mean, -self.high, -self.low, self.n, self.level)
+        return replace(self, mean=-self.mean, low=-self.high, high=-self.low)
 
     def as_metrics(self, prefix: str) -> dict[str, float]:
         return {prefix: self.mean, f"{prefix}_ci_low": self.low, f"{prefix}_ci_high": self.high}
@@ -57,7 +57,7 @@ def _present(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def _number(value: Any) -> float | None:
+def number_or_none(value: Any) -> float | None:
     """A finite float, or None for missing, NaN, infinite or non-numeric values (bools included)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
@@ -72,37 +72,48 @@ def paired_bootstrap(
     interval from resampling pair indices. Raises ValueError when no pair is complete."""
     if len(a) != len(b):
         raise ValueError(f"paired samples differ in length: {len(a)} and {len(b)}")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    if resamples < 1:
-        raise ValueError(f"resamples must be at least 1, got {resamples}")
-    pairs = [(x, y) for x, y in zip(map(_number, a), map(_number, b), strict=True) if x is not None and y is not None]
+    check_bootstrap(level, resamples)
+    pairs = [
+        (x, y)
+        for x, y in zip(map(number_or_none, a), map(number_or_none, b), strict=True)
+        if x is not None and y is not None
+    ]
     if not pairs:
         raise ValueError("no pair has both values")
     diffs = np.array([x - y for x, y in pairs], dtype=float)
     n = len(diffs)
-    if np.ptp(diffs) <= _SAME:
+    if np.ptp(diffs) <= SAME:
         # Every resample has the same mean: the interval is that point, without resampling's rounding.
         point = float(diffs.mean())
         return PairedDiff(point, point, point, n, level)
-    rng = np.random.default_rng(seed)
-    per_chunk = max(1, _CHUNK_INDICES // n)
-    means = np.concatenate(
-        [
-            diffs[rng.integers(0, n, size=(min(per_chunk, resamples - start), n))].mean(axis=1)
-            for start in range(0, resamples, per_chunk)
-        ]
-    )
+    means = np.concatenate([diffs[draw].mean(axis=1) for draw in index_draws(n, resamples, seed)])
     low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return PairedDiff(float(diffs.mean()), float(low), float(high), n, level)
+
+
+def check_bootstrap(level: float, resamples: int) -> None:
+    """ValueError for a level outside (0, 1) or fewer than one resample."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be at least 1, got {resamples}")
+
+
+def index_draws(n: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """``resamples`` draws of ``n`` indices in [0, n) with replacement, in chunks of rows that keep
+    memory flat; the same ``seed`` gives the same draws to every bootstrap that uses them."""
+    rng = np.random.default_rng(seed)
+    per_chunk = max(1, _CHUNK_INDICES // n)
+    for start in range(0, resamples, per_chunk):
+        yield rng.integers(0, n, size=(min(per_chunk, resamples - start), n))
 
 
 def row_value(row: Mapping[str, Any], column: Column) -> float | None:
     """A row's numeric value in ``column``; for a weighted composite, the weighted sum of its
     columns (None if any of them is missing: a partial sum is not comparable)."""
     if isinstance(column, str):
-        return _number(row.get(column))
-    values = [_number(row.get(name)) for name in column]
+        return number_or_none(row.get(column))
+    values = [number_or_none(row.get(name)) for name in column]
     if any(v is None for v in values):
         return None
     return sum(weight * v for weight, v in zip(column.values(), values, strict=True) if v is not None)
@@ -122,7 +133,7 @@ def row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
     return ("text", _canonical(row.get("question")), _canonical(row.get("reference")))
 
 
-def _keyed(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[Any, ...], Mapping[str, Any]]:
+def keyed_rows(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[Any, ...], Mapping[str, Any]]:
     """Rows by key; a repeated key gets its occurrence number, so duplicates pair in order."""
     seen: dict[tuple[Any, ...], int] = {}
     keyed = {}
@@ -138,9 +149,9 @@ def align(
 ) -> tuple[list[float | None], list[float | None]]:
     """Values of ``column`` in the examples both evaluations scored, in the order of ``rows_a``.
     Rows present in only one are dropped; missing or non-numeric values are None."""
-    by_key = _keyed(rows_b)
+    by_key = keyed_rows(rows_b)
     a, b = [], []
-    for key, row in _keyed(rows_a).items():
+    for key, row in keyed_rows(rows_a).items():
         other = by_key.get(key)
         if other is not None:
             a.append(row_value(row, column))
