@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from harness import generation
-from harness.generation import generate, greedy, stop_token_ids
+from harness.generation import generate, stop_token_ids
+from harness.greedy_decoding import generation_copy, greedy, greedy_supported
 
 SYSTEM = "You are a professional and friendly programmer."
 QUESTIONS = [
@@ -101,14 +102,14 @@ def test_generation_stops_at_im_end(tiny: Any, smol_tokenizer: Any) -> None:
     rows = token_rows(smol_tokenizer)
     stops = stop_token_ids(model, smol_tokenizer)
     with torch.inference_mode():
-        assert greedy(generation.generation_copy(model, bf16=False), rows, 50, stops, 2) == [[im_end]] * len(rows)
+        assert greedy(generation_copy(model, bf16=False), rows, 50, stops, 2) == [[im_end]] * len(rows)
     assert generate(model, smol_tokenizer, prompts(), max_new_tokens=50) == [""] * len(rows)
     assert generate(model, smol_tokenizer, prompts(), max_new_tokens=50, engine="hf") == [""] * len(rows)
 
 
 def test_finished_rows_leave_the_batch_without_changing_the_others(tiny: Any, smol_tokenizer: Any) -> None:
     rows = token_rows(smol_tokenizer)
-    runner = generation.generation_copy(tiny, bf16=False)
+    runner = generation_copy(tiny, bf16=False)
     with torch.inference_mode():
         free = greedy(runner, rows, 16, [], 2)
         # A token that one row emits before its last step and no other row ever emits: that row alone stops.
@@ -125,7 +126,7 @@ def test_finished_rows_leave_the_batch_without_changing_the_others(tiny: Any, sm
 
 def test_max_new_tokens_caps_every_row(tiny: Any, smol_tokenizer: Any) -> None:
     rows = token_rows(smol_tokenizer)
-    runner = generation.generation_copy(tiny, bf16=False)
+    runner = generation_copy(tiny, bf16=False)
     with torch.inference_mode():
         short, long = greedy(runner, rows, 4, [], 2), greedy(runner, rows, 12, [], 2)
     assert [len(r) for r in short] == [4] * len(rows)
@@ -170,9 +171,9 @@ def test_bf16_answers_come_from_a_bf16_copy(tiny: Any, smol_tokenizer: Any) -> N
 
 
 def test_models_the_loop_does_not_cover_fall_back_to_generate(tiny: Any, smol_tokenizer: Any) -> None:
-    assert generation.greedy_supported(tiny)
+    assert greedy_supported(tiny)
     tiny.generation_config.repetition_penalty = 1.3  # a logits processor the loop does not apply
-    assert not generation.greedy_supported(tiny)
+    assert not greedy_supported(tiny)
     assert generate(tiny, smol_tokenizer, prompts(), max_new_tokens=8) == generate(
         tiny, smol_tokenizer, prompts(), max_new_tokens=8, engine="hf"
     )

@@ -21,6 +21,7 @@ LAYERS = (
     (
         "harness.answering",
         "harness.generation",
+        "harness.greedy_decoding",
         "harness.models",
         "harness.data",
         "harness.tracking",

@@ -12,7 +12,7 @@ import yaml
 from harness import models
 from harness.backends.local.backend import LocalBackend
 from harness.config import load_config
-from harness.generation import generation_copy
+from harness.greedy_decoding import generation_copy
 from harness.hyperparams import TrialParams
 
 LORA = TrialParams(
