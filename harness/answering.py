@@ -5,9 +5,12 @@ Backends hand one back per trained model, evaluation calls it, the MLflow pyfunc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 Messages = list[dict[str, Any]]
+# Token counts of texts with a model's own tokenizer (evaluation sizes answer budgets with it).
+TokenCounter = Callable[[list[str]], list[int]]
 
 
 class Answerer(Protocol):

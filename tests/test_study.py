@@ -173,7 +173,10 @@ class StubEvaluator:
 
 class StubBackend:
     def base_answerer(self) -> Any:
-        return None
+        return lambda prompts, max_new_tokens=None: []
+
+    def baseline_metrics(self) -> dict[str, float]:
+        return {}
 
 
 def test_a_baseline_left_running_by_a_dead_worker_is_closed_and_done_again(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.answering import Answerer
+from harness.answering import Answerer, TokenCounter
 from harness.search_space import TrialParams
 
 
@@ -74,7 +74,12 @@ class TrainResult:
 
 
 class Backend(Protocol):
-    """Validates everything in ``prepare`` (before any run exists), then trains trials."""
+    """Validates everything in ``prepare`` (before any run exists), then trains trials.
+
+    Everything the study asks of a backend is here; a backend with nothing to offer for one of the
+    before-picture members (a remote service: no local tokenizer, no untuned model to run) says
+    so with None or {}, and the study leaves that part out.
+    """
 
     def prepare(self) -> dict[str, Any]:
         """Load and check data and model; return dataset facts worth logging (digest, counts)."""
@@ -84,4 +89,17 @@ class Backend(Protocol):
 
     def dry_run(self, params: Sequence[TrialParams]) -> str:
         """Everything ``prepare`` checks plus what these sampled trials would do; no training, no spend."""
+        ...
+
+    def token_counter(self) -> TokenCounter | None:
+        """Token counts with the base model's own tokenizer (evaluation sizes answer budgets with
+        them); None: evaluation estimates from characters."""
+        ...
+
+    def base_answerer(self) -> Answerer | None:
+        """Answers from the untuned base model, for the study's baseline run; None: no baseline."""
+        ...
+
+    def baseline_metrics(self) -> dict[str, float]:
+        """The untuned base model's own training metrics (its eval loss), logged on the baseline run."""
         ...

@@ -9,12 +9,12 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.answering import Answerer
+from harness.answering import Answerer, TokenCounter
 from harness.config import ConfigError
 from harness.data.chat import Example, digest
 from harness.evaluation.scoring import score_split
@@ -23,7 +23,6 @@ from harness.tracking import TAG_EVAL_DIGEST, Tracker
 
 # Part of the eval digest: a change to how scorers score makes old numbers incomparable.
 SCORERS_VERSION = 2
-TokenCounter = Callable[[list[str]], list[int]]
 # Paired comparisons with the baseline are made for these columns (and the judge's overall).
 COMPARED = ("embedding", "rouge_l", "structure", "detail", "consistency", "judge")
 # Evaluation settings that change the answers generated (token budgets; batching pads prompts).

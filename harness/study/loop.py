@@ -12,6 +12,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from harness import backends
+from harness.backends.base import Backend
 from harness.config import ConfigError, StudyConfig
 from harness.data.chat import DataError, Example
 from harness.data.split import load_splits
@@ -84,8 +85,7 @@ def _join_and_work(config: StudyConfig, progress: Any, max_trials: int | None) -
         study = open_study(config, tracker)
         reconciled = fail_orphans(config, study, tracker) + recover(study)
     started_before, first = _started(study), first_of_sweep(study.get_trials(deepcopy=False))
-    count_tokens = getattr(backend, "count_tokens", None)
-    with open_evaluator(config.evaluation, tracker, train, heldout, count_tokens) as evaluator:
+    with open_evaluator(config.evaluation, tracker, train, heldout, backend.token_counter()) as evaluator:
         check = judge_gate(config, evaluator, train)  # a weak judge in the objective stops here
         with study_lock(config.storage, f"{config.study_name}:setup"):
             parent_id = tracker.parent_run(config.study_name, tags)  # reopened by every worker
@@ -300,14 +300,16 @@ def evaluation_examples(config: StudyConfig) -> tuple[list[Example], list[Exampl
         return [], []
 
 
-def ensure_baseline(backend: Any, evaluator: Evaluator, tracker: Tracker, parent_id: str, tags: dict[str, str]) -> None:
+def ensure_baseline(
+    backend: Backend, evaluator: Evaluator, tracker: Tracker, parent_id: str, tags: dict[str, str]
+) -> None:
     """Evaluate the untuned base model once per study, as the child run ``baseline``.
 
     A baseline of this evaluation that finished earlier is reused (its rows are what trials are
     compared with); one that failed, was killed or was measured differently is done again. Run
     under the study's baseline lock.
     """
-    base_answerer = getattr(backend, "base_answerer", None)
+    base_answerer = backend.base_answerer()
     if base_answerer is None:
         return
     query = f"tags.`{TAG_ROLE}` = '{BASELINE_ROLE}' and tags.`{TAG_EVAL_DIGEST}` = '{evaluator.digest}'"
@@ -324,10 +326,8 @@ def ensure_baseline(backend: Any, evaluator: Evaluator, tracker: Tracker, parent
         tracker.end(dead.info.run_id, "FAILED")
     run_id = tracker.child_run(parent_id, BASELINE_ROLE, {**tags, TAG_ROLE: BASELINE_ROLE})
     with tracker.closing(run_id):
-        metrics = evaluator.evaluate(base_answerer(), run_id)
-        baseline_metrics = getattr(backend, "baseline_metrics", None)
-        if baseline_metrics is not None:
-            metrics |= baseline_metrics()  # eval_loss: the before-picture of the loss too
+        metrics = evaluator.evaluate(base_answerer, run_id)
+        metrics |= backend.baseline_metrics()  # eval_loss: the before-picture of the loss too
         tracker.log_metrics(run_id, metrics)
         evaluator.baseline_rows = dict(evaluator.last_rows)
 

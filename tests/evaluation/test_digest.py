@@ -120,6 +120,9 @@ class EchoAnswers:
     def base_answerer(self) -> Any:
         return lambda prompts, max_new_tokens=None: [p[-1]["content"] for p in prompts]
 
+    def baseline_metrics(self) -> dict[str, float]:
+        return {}
+
 
 def test_a_second_sweep_reuses_the_baseline_when_only_the_judge_settings_changed(tmp_path: Path) -> None:
     from harness.study.loop import ensure_baseline

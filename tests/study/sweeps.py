@@ -30,6 +30,15 @@ class InstantBackend:
         self.on_train()
         return TrainResult(metrics={"eval_loss": 0.5}, params={})
 
+    def token_counter(self) -> None:
+        return None
+
+    def base_answerer(self) -> None:
+        return None
+
+    def baseline_metrics(self) -> dict[str, float]:
+        return {}
+
 
 def sweep_config(tmp_path: Path, storage: str, **settings: Any) -> StudyConfig:
     """A two-trial study with fast heartbeats, evaluation and registration off."""

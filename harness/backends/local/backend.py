@@ -18,6 +18,7 @@ import transformers
 from transformers import TrainingArguments, set_seed
 
 from harness import models
+from harness.answering import Answerer, TokenCounter
 from harness.backends.base import TrainResult, TrialContext
 from harness.backends.local import packed_attention
 from harness.backends.local.callbacks import MetricsCallback, PruningCallback, RichProgressCallback
@@ -229,6 +230,9 @@ class LocalBackend:
             release=release,
         )
 
+    def token_counter(self) -> TokenCounter:
+        return self.count_tokens
+
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Token counts with the base model's tokenizer: how evaluation sizes its answer budgets."""
         return models.count_tokens(self.config.base_model, texts)
@@ -237,11 +241,11 @@ class LocalBackend:
         """The untuned base model's before-picture on the objective's own metrics (eval loss for SFT)."""
         return self.objective.baseline_metrics(self)
 
-    def base_answerer(self) -> Any:
+    def base_answerer(self) -> Answerer:
         """Answers from the untuned base model: the study's before-picture."""
         return self.answerer(models.load_base(self.config.base_model))
 
-    def answerer(self, model: Any) -> Any:
+    def answerer(self, model: Any) -> Answerer:
         """Greedy batched answers from ``model`` (already in memory) for chat prompts."""
         from harness.generation import generate
 

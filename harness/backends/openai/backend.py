@@ -177,6 +177,17 @@ class OpenAIBackend:
         lines.append(f"estimated total for {len(drawn)} trial(s): ${total:.4f}{limit}")
         return "\n".join(lines)
 
+    # -- what a remote service cannot offer: no local tokenizer, no untuned model to run here -----
+
+    def token_counter(self) -> None:
+        return None  # evaluation estimates answer budgets from characters
+
+    def base_answerer(self) -> None:
+        return None  # no baseline run: the base model is not evaluated
+
+    def baseline_metrics(self) -> dict[str, float]:
+        return {}
+
     # -- remote work ---------------------------------------------------------------------------
 
     @property
