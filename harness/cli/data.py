@@ -13,7 +13,7 @@ from rich.table import Table
 from harness.cli.common import app, console, fail, load, progress_bars, quiet_libraries, registry_errors
 from harness.config import LocalStudyConfig, RemoteStudyConfig, StudyConfig
 from harness.data.chat import DataError
-from harness.data.check import Summary, read_all, summarise
+from harness.data.check import Summary, one_sided_groups, read_all, summarise
 from harness.data.prices import Price, PriceError, load_price
 from harness.data.split import SplitError, split_file, write_split
 from harness.models import ModelError, is_tracked, load_tokenizer
@@ -92,6 +92,8 @@ def check(
         _print_where(out, "duplicate prompts", [", ".join(group) for group in summary.duplicate_prompts])
         if config is not None:
             _print_preflight(out, config, summary.path)
+    for warning in one_sided_groups(checked):
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
 
 
 def _print_preflight(out: Console, config: StudyConfig, path: Path) -> None:
@@ -129,6 +131,9 @@ def _table(s: Summary) -> Table:
     table.add_row(f"examples over max_seq_length {s.max_seq_length}", _flag(len(s.over_length)))
     table.add_row("duplicate prompts (same user content)", _flag(s.n_duplicate_prompts))
     table.add_row("weight-0 assistant turns", str(s.weight_zero_turns))
+    if s.checked_examples or s.groups:
+        table.add_row("examples with assert checks", str(s.checked_examples))
+        table.add_row("groups (questions asked in several wordings)", str(len(s.groups)))
     if s.price is not None and s.cost_per_epoch_usd is not None:
         table.add_row("estimated cost per epoch", f"${s.cost_per_epoch_usd:.4f}")
         # The hosted model's own tokenizer bills: counts from another tokenizer are an estimate.

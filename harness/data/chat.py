@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.settings.asserts import Assertion, parse_checks
+
 ROLES = frozenset({"system", "user", "assistant"})
 MESSAGE_KEYS = frozenset({"role", "content", "weight", "name"})
-RECORD_KEYS = frozenset({"messages"})
+# "assert", "threshold" and "group" are for evaluation (checked answers, paraphrase groups):
+# training never reads them.
+RECORD_KEYS = frozenset({"messages", "assert", "threshold", "group"})
 
 
 @dataclass(frozen=True)
 class Example:
-    """One conversation; ``source`` is ``file:line`` for error messages."""
+    """One conversation; ``source`` is ``file:line`` for error messages.
+
+    ``checks`` decide whether an answer to it is correct (promptfoo's asserts, with the row's
+    ``threshold``); ``group`` names the question it paraphrases, shared by its other wordings.
+    """
 
     messages: tuple[dict[str, Any], ...]
     source: str
+    checks: tuple[Assertion, ...] = ()
+    group: str | None = None
+    threshold: float | None = None
 
     @property
     def prompt(self) -> list[dict[str, Any]]:
@@ -65,6 +78,48 @@ def _message_problems(index: int, message: Any) -> list[str]:
     return problems
 
 
+def evaluation_problems(record: dict[str, Any]) -> list[str]:
+    """What is wrong with a record's checks, threshold and group (each problem names its field)."""
+    problems = parse_checks(record["assert"])[1] if "assert" in record else []
+    threshold = record.get("threshold")
+    if "threshold" in record and not _finite_number(threshold):
+        problems.append(f"threshold: must be a number, got {threshold!r}")
+    elif "threshold" in record and "assert" not in record:
+        problems.append("threshold: the example has no assert checks to score")
+    group = record.get("group")
+    if "group" in record and (isinstance(group, bool) or not isinstance(group, str | int) or group == ""):
+        problems.append(f"group: must be a non-empty string or an integer, got {group!r}")
+    return problems
+
+
+def _finite_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
+def to_example(record: dict[str, Any], source: str) -> Example:
+    """A validated chat record (``record_problems`` found nothing) as an Example."""
+    group = record.get("group")
+    return Example(
+        tuple(record["messages"]),
+        source,
+        checks=parse_checks(record.get("assert", []))[0],
+        group=None if group is None else str(group),
+        threshold=record.get("threshold"),
+    )
+
+
+def to_record(example: Example) -> dict[str, Any]:
+    """An example as a JSONL record again, its checks, threshold and group kept when it has them."""
+    record: dict[str, Any] = {"messages": list(example.messages)}
+    if example.checks:
+        record["assert"] = [check.model_dump(exclude_defaults=True) for check in example.checks]
+    if example.threshold is not None:
+        record["threshold"] = example.threshold
+    if example.group is not None:
+        record["group"] = example.group
+    return record
+
+
 def record_problems(record: Any) -> list[str]:
     """Everything wrong with one parsed JSONL record (empty when it is a usable example)."""
     if not isinstance(record, dict):
@@ -75,6 +130,7 @@ def record_problems(record: Any) -> list[str]:
         return [*problems, "missing or empty 'messages' list"]
     for i, message in enumerate(messages):
         problems += _message_problems(i, message)
+    problems += evaluation_problems(record)
     roles = [m.get("role") for m in messages if isinstance(m, dict)]
     if "assistant" not in roles:
         problems.append("no assistant message: nothing to learn from")
@@ -133,7 +189,7 @@ def read_records(path: Path, check: Callable[[Any], list[str]]) -> list[tuple[st
 
 def load_jsonl(path: Path) -> list[Example]:
     """Chat examples from a JSONL file, every line validated (see ``record_problems``)."""
-    return [Example(tuple(record["messages"]), source) for source, record in read_records(path, record_problems)]
+    return [to_example(record, source) for source, record in read_records(path, record_problems)]
 
 
 def with_system_prompt(examples: Sequence[Example], system_prompt: str | None) -> list[Example]:
@@ -141,7 +197,10 @@ def with_system_prompt(examples: Sequence[Example], system_prompt: str | None) -
     if not system_prompt:
         return list(examples)
     system = {"role": "system", "content": system_prompt}
-    return [e if e.messages[0]["role"] == "system" else Example((system, *e.messages), e.source) for e in examples]
+    return [
+        e if e.messages[0]["role"] == "system" else dataclasses.replace(e, messages=(system, *e.messages))
+        for e in examples
+    ]
 
 
 def digest(examples: Sequence[Example]) -> str:

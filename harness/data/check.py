@@ -15,7 +15,7 @@ tokens the loss covers.
 from __future__ import annotations
 
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +54,8 @@ class Summary:
     duplicate_prompts: tuple[tuple[str, ...], ...]  # file:line groups sharing their user content
     weight_zero_turns: int  # assistant messages with weight 0 (shown to the model, not trained)
     price: Price | None = None
+    checked_examples: int = 0  # examples with "assert" checks (evaluation scores their answers)
+    groups: tuple[str, ...] = ()  # distinct "group" ids (paraphrases of one question), file order
 
     @property
     def n_duplicate_prompts(self) -> int:
@@ -164,4 +166,27 @@ def summarise(
         duplicate_prompts=duplicate_groups([(c.source, c.prompt) for c in counted]),
         weight_zero_turns=sum(c.weight_zero for c in counted),
         price=price,
+        checked_examples=sum(bool(record.get("assert")) for _, record in checked.records),
+        groups=groups_of(checked),
     )
+
+
+def groups_of(checked: CheckedFile) -> tuple[str, ...]:
+    """The file's distinct ``group`` ids in file order (a chat file's; preference files have none)."""
+    found = (str(record["group"]) for _, record in checked.records if "group" in record)
+    return tuple(dict.fromkeys(found))
+
+
+def one_sided_groups(checked: Sequence[CheckedFile]) -> list[str]:
+    """Warnings for groups that only one of several files has: a held-out paraphrase of a question
+    never trained on (or a trained one never tested) measures something else than its group's."""
+    sides = {c.path: set(groups_of(c)) for c in checked}
+    if sum(bool(groups) for groups in sides.values()) < 2:
+        return []
+    files_with = Counter(g for groups in sides.values() for g in groups)
+    return [
+        f"group {g!r} appears only in {path}"
+        for path, groups in sides.items()
+        for g in sorted(groups)
+        if files_with[g] == 1
+    ]

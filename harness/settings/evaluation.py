@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from harness.settings.asserts import Assertion
 from harness.settings.base import Frozen, env_var_name
 
 Scorer = Literal["embedding", "rouge_l", "structure", "detail", "judge"]
@@ -108,6 +109,9 @@ class EvaluationConfig(Frozen):
     confidence_level: float = Field(default=0.9, gt=0.5, lt=1.0)
     bootstrap_resamples: int = Field(default=2000, ge=100)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    # Checks every example of a split gets besides its own "assert" list (promptfoo's defaultTest),
+    # e.g. {heldout: [{type: icontains, value: "v2"}]}: an answer is correct when all of them pass.
+    asserts: dict[Literal["train", "heldout"], tuple[Assertion, ...]] = Field(default_factory=dict)
 
     @field_validator("consistency_weights")
     @classmethod

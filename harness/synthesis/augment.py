@@ -15,6 +15,7 @@ kept under the harness cache dir.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import random
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.data.chat import Example, digest, load_jsonl
+from harness.data.chat import Example, digest, load_jsonl, to_record
 from harness.settings.synthesis import AugmentConfig
 from harness.synthesis.eda import OPERATIONS, Synonyms, augment_text
 from harness.synthesis.endpoint import Clients, open_clients, run_bounded
@@ -63,7 +64,8 @@ def _with_users(example: Example, change: Callable[[str], str | None], tag: str)
         new = change(message["content"]) if message["role"] == "user" else None
         changed |= new is not None and new != message["content"]
         messages.append({**message, "content": new} if new is not None else dict(message))
-    return Example(tuple(messages), f"{example.source}+{tag}") if changed else None
+    # A copy asks the same question: it keeps the original's group and checks.
+    return dataclasses.replace(example, messages=tuple(messages), source=f"{example.source}+{tag}") if changed else None
 
 
 def eda_copy(example: Example, copy: int, config: AugmentConfig, synonyms: Synonyms) -> Example | None:
@@ -197,8 +199,9 @@ def cached_augmentation(
 
 
 def write_augmented(made: Augmented, source: Path, out: Path, config: AugmentConfig) -> Path:
-    """``out`` (plain chat JSONL) and its sidecar ``OUT.augment.json``: which line came from where."""
-    write_jsonl(out, [{"messages": list(e.messages)} for e in made.examples])
+    """``out`` (chat JSONL; a copy keeps its original's checks and group) and its sidecar
+    ``OUT.augment.json``: which line came from where."""
+    write_jsonl(out, [to_record(e) for e in made.examples])
     originals = len(made.examples) - made.copies
     sidecar = out.with_name(out.name + ".augment.json")
     provenance = {
