@@ -35,6 +35,19 @@ SUFFIXES = (VS_BASELINE, f"{VS_BASELINE}_{CI_LOW}", f"{VS_BASELINE}_{CI_HIGH}")
 JUDGE = "judge"
 JUDGE_MISSING = f"{JUDGE}_missing"
 
+# The task family's scores: the share of checked examples answered right, and of questions (groups
+# of paraphrases) all of whose checked answers were right.
+ACCURACY = "accuracy"
+GROUP_ACCURACY = "group_accuracy"
+TASK_SCORERS = (ACCURACY, GROUP_ACCURACY)
+# The stability family's: over a question's paraphrases, the share of questions answered all right
+# or all wrong and the answers' mean pairwise similarity; the same over sampled answers to a prompt.
+CORRECT_AGREEMENT = "correct_agreement"
+ANSWER_AGREEMENT = "answer_agreement"
+SAMPLED_AGREEMENT = "sampled_agreement"
+SAMPLED_ANSWER_AGREEMENT = "sampled_answer_agreement"
+STABILITY_SCORERS = (CORRECT_AGREEMENT, ANSWER_AGREEMENT, SAMPLED_AGREEMENT, SAMPLED_ANSWER_AGREEMENT)
+
 # Metrics outside the families: the objective as logged, the judge check's, the evaluation's time.
 OBJECTIVE = "objective"
 JUDGE_CHECK = "judge_check"
