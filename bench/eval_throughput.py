@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.endpoints.client import make_client
+from harness.endpoints.llama_server import llama_servers, model_gguf, server_count
 from harness.evaluation.embedding import load_embedder
-from harness.evaluation.judge import Judge, JudgeItem, make_client
+from harness.evaluation.judge import Judge, JudgeItem
 from harness.evaluation.judge_cache import JudgeCache
-from harness.evaluation.judge_session import judge_gguf, server_count
 from harness.evaluation.rubric import load_rubric
-from harness.evaluation.server import llama_servers
 from harness.settings.evaluation import JudgeConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,7 +242,7 @@ def main() -> None:
         f"{len(items)} answers, rubric {rubric.hash}"
     )
     with (
-        llama_servers(judge_gguf(config.model), count, n_ctx=config.n_ctx, n_threads=config.threads_per_server) as urls,
+        llama_servers(model_gguf(config.model), count, n_ctx=config.n_ctx, n_threads=config.threads_per_server) as urls,
         tempfile.TemporaryDirectory() as tmp,
         JudgeCache(Path(tmp) / "cache.sqlite") as cache,
     ):

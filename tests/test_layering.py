@@ -18,6 +18,8 @@ LAYERS = (
     ("harness.backends",),
     ("harness.synthesis",),
     ("harness.evaluation",),
+    # Models behind the OpenAI protocol: clients, the local llama.cpp server, the answerer.
+    ("harness.endpoints",),
     (
         "harness.answering",
         "harness.generation",
@@ -32,7 +34,8 @@ LAYERS = (
         "harness.retry",
     ),
     ("harness.config",),
-    ("harness.hyperparams", "harness.settings", "harness.redaction"),
+    # The endpoint config type is a settings section the judge's and synthesis' configs build on.
+    ("harness.hyperparams", "harness.settings", "harness.redaction", "harness.endpoints.endpoint"),
     ("harness.metrics",),
 )
 
@@ -62,10 +65,16 @@ def import_graph() -> dict[str, set[str]]:
 
 
 def layer(module: str) -> int:
-    for index, prefixes in enumerate(LAYERS):
-        if any(module == p or module.startswith(p + ".") for p in prefixes):
-            return index
-    raise AssertionError(f"{module} belongs to no layer: add it to LAYERS")
+    """The layer of the longest prefix that names ``module`` (a module may sit below its package)."""
+    matches = [
+        (len(p), index)
+        for index, prefixes in enumerate(LAYERS)
+        for p in prefixes
+        if module == p or module.startswith(p + ".")
+    ]
+    if not matches:
+        raise AssertionError(f"{module} belongs to no layer: add it to LAYERS")
+    return max(matches)[1]
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:

@@ -68,11 +68,11 @@ def quiet_libraries() -> None:
 
 def setup_errors() -> tuple[type[BaseException], ...]:
     """Errors a user's setup causes (no judge key, a missing model, a server that will not start)."""
+    from harness.endpoints.client import EndpointError
+    from harness.endpoints.llama_server import ServerError
     from harness.evaluation.embedding import EmbeddingError
-    from harness.evaluation.judge import JudgeError
-    from harness.evaluation.server import ServerError
 
-    return (*USER_ERRORS, EmbeddingError, JudgeError, ServerError)
+    return (*USER_ERRORS, EmbeddingError, EndpointError, ServerError)
 
 
 def progress_bars() -> Progress:

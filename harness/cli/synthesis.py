@@ -17,9 +17,9 @@ from harness.settings.synthesis import AugmentConfig, EndpointConfig
 
 
 def _setup_errors() -> tuple[type[BaseException], ...]:
+    from harness.endpoints.client import EndpointError
+    from harness.endpoints.llama_server import ServerError
     from harness.evaluation.embedding import EmbeddingError
-    from harness.evaluation.server import ServerError
-    from harness.synthesis.endpoint import EndpointError
 
     return (DataError, EmbeddingError, ServerError, EndpointError, OSError)
 
@@ -37,8 +37,8 @@ def synth(
     except SpecError as exc:
         raise fail(str(exc)) from None
     quiet_libraries()
+    from harness.endpoints.answerer import open_clients
     from harness.evaluation.embedding import load_embedder
-    from harness.synthesis.endpoint import open_clients
     from harness.synthesis.record import log_synthesis
     from harness.synthesis.synth import synthesize
 

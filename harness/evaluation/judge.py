@@ -2,7 +2,8 @@
 
 Each answer gets one call that returns JSON scores for every rubric criterion plus an overall
 score, weighted by top_logprobs where the endpoint returns them (see ``judge_parse``). Transport
-errors use the openai SDK's own ``max_retries``/``timeout``; unparsable replies and refusals get
+errors use the openai SDK's own ``max_retries``/``timeout`` (clients come from
+``harness.endpoints.client``); unparsable replies and refusals get
 ``max_retries`` more attempts of ours; whatever still fails is recorded as missing (None).
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,15 +30,8 @@ from harness.evaluation.judge_parse import (
 from harness.evaluation.rubric import Rubric
 from harness.settings.evaluation import JudgeConfig
 
-# Local servers ignore the key, but the SDK insists on one.
-LOCAL_API_KEY = "sk-local-no-key"
-DEFAULT_AZURE_API_VERSION = "2024-10-21"
 # Retries of a deterministic (temperature 0) judge would repeat the same reply.
 RETRY_TEMPERATURE = 0.7
-
-
-class JudgeError(RuntimeError):
-    """A judge that cannot be set up (no key, no endpoint)."""
 
 
 @dataclass(frozen=True)
@@ -79,45 +72,6 @@ class _Counters:
     def add(self, name: str, n: int = 1) -> None:
         with self.lock:
             setattr(self, name, getattr(self, name) + n)
-
-
-def api_key(config: JudgeConfig) -> str:
-    """The key for ``config``'s endpoint, read from the variable it names; a placeholder where none.
-
-    Only the variable that belongs to the endpoint is read: OPENAI_API_KEY is never sent to a
-    custom base_url or to the local llama.cpp servers (see ``JudgeConfig.key_env``).
-    """
-    name = config.key_env
-    if name is None:
-        return LOCAL_API_KEY
-    value = os.environ.get(name)
-    if not value:
-        named = ", named by evaluation.judge.api_key_env," if config.api_key_env else ""
-        raise JudgeError(f"the {config.kind} judge needs {name}{named} set in the environment")
-    return value
-
-
-def make_client(config: JudgeConfig, base_url: str | None = None) -> Any:
-    """An openai client for ``config``; the key comes only from the environment (``api_key``)."""
-    import openai
-
-    url = base_url or config.base_url
-    common: dict[str, Any] = {"max_retries": config.max_retries, "timeout": config.timeout_s}
-    key = api_key(config)  # first: a missing key is the likelier mistake
-    if config.kind == "azure_openai":
-        endpoint = url or os.environ.get("AZURE_OPENAI_ENDPOINT")
-        if not endpoint:
-            raise JudgeError("azure_openai needs a base_url or AZURE_OPENAI_ENDPOINT")
-        version = config.api_version or os.environ.get("OPENAI_API_VERSION")
-        return openai.AzureOpenAI(
-            api_key=key,
-            azure_endpoint=endpoint,
-            api_version=version or DEFAULT_AZURE_API_VERSION,
-            **common,
-        )
-    if config.kind != "openai" and not url:
-        raise JudgeError(f"a {config.kind} judge needs a base_url")
-    return openai.OpenAI(api_key=key, base_url=url, **common)
 
 
 class Judge:

@@ -197,12 +197,12 @@ def check(settings: EvaluationConfig) -> None:
     """Fail on a bad rubric or a missing judge GGUF now, before any run or trial exists."""
     if not settings.enabled or "judge" not in settings.scorers:
         return
-    from harness.evaluation.judge_session import judge_gguf
+    from harness.endpoints.llama_server import model_gguf
     from harness.evaluation.rubric import load_rubric
 
     load_rubric(settings.judge.rubric)
-    if settings.judge.kind == "llama_cpp" and settings.judge.base_url is None:
-        gguf = judge_gguf(settings.judge.model)
+    if settings.judge.starts_servers:
+        gguf = model_gguf(settings.judge.model)
         if not gguf.is_file():
             raise ConfigError(f"evaluation.judge.model: no GGUF file at {gguf}")
 

@@ -161,11 +161,11 @@ class RemoteAnswerer:
     """Answers through chat completions (temperature 0); credentials come from the environment."""
 
     def __init__(self, spec: ModelSpec):
-        from harness.backends.openai.jobs import Caller, make_client
+        from harness.backends.openai.jobs import Caller, jobs_client
         from harness.settings.openai import OpenAIConfig
 
         settings = OpenAIConfig(api_version=spec.api_version, max_retries=2)
-        self.client = make_client(spec.backend, settings)
+        self.client = jobs_client(spec.backend, settings)
         self.call = Caller(settings)
         self.model = spec.deployment or spec.remote_model
         if not self.model:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
+from harness.endpoints.endpoint import OpenAIEndpoint
 from harness.settings.asserts import Assertion
-from harness.settings.base import Frozen, env_var_name
+from harness.settings.base import Frozen
 
 Scorer = Literal["embedding", "rouge_l", "structure", "detail", "judge"]
 # Scorers that read only the two texts (no LLM): cheap, deterministic, and what the composite uses.
@@ -17,43 +18,24 @@ DETERMINISTIC: tuple[str, ...] = ("embedding", "rouge_l", "structure", "detail")
 # Per-example columns a split table carries, besides the judge's.
 COMPOSITE = "consistency"
 StructuredOutput = Literal["auto", "json_schema", "json_object", "none"]
-# The key each endpoint kind reads when api_key_env is not given; a custom base_url and the local
-# llama.cpp servers get none, so a provider's key never travels to a server it does not belong to.
-DEFAULT_KEY_ENV: dict[str, str] = {"openai": "OPENAI_API_KEY", "azure_openai": "AZURE_OPENAI_API_KEY"}
 
 
-class JudgeConfig(Frozen):
-    """An OpenAI chat-completions endpoint; API keys come only from the environment."""
+class JudgeConfig(OpenAIEndpoint):
+    """The LLM judge: an OpenAI-protocol endpoint (kind, model, key, concurrency, timeouts,
+    llama.cpp servers: see ``OpenAIEndpoint``) and how it scores. ``max_retries`` bounds the
+    SDK's retries of transport errors and, here, the judge's own of unparsable replies/refusals."""
 
-    kind: Literal["llama_cpp", "openai", "azure_openai", "base_url"] = "llama_cpp"
-    # llama_cpp: a packaged model name ("smollm2") or a GGUF path; otherwise the model/deployment.
-    model: str = "smollm2"
-    base_url: str | None = None
-    api_version: str | None = None
-    # The name (never the value) of the environment variable holding this endpoint's key. None:
-    # OPENAI_API_KEY for openai, AZURE_OPENAI_API_KEY for azure_openai, no key for base_url (a
-    # placeholder is sent); llama_cpp never sends one. See ``key_env``.
-    api_key_env: str | None = None
+    role: ClassVar[str] = "judge"
+    key_setting: ClassVar[str | None] = "evaluation.judge.api_key_env"
+
     # None: the packaged consistency rubric; or a path to your own copy, e.g.
     # evals/consistency_rubric.yaml (relative to the working directory).
     rubric: Path | None = None
-    concurrency: int = Field(default=4, ge=1)
-    # Bounded retries: the SDK's own for transport errors, ours for unparsable answers/refusals.
-    max_retries: int = Field(default=2, ge=0)
-    timeout_s: float = Field(default=60.0, gt=0)
     use_logprobs: bool = True
     top_logprobs: int = Field(default=5, ge=1, le=20)
     # auto: json_schema for OpenAI/Azure, a schema grammar for llama.cpp, json_object elsewhere.
     structured_output: StructuredOutput = "auto"
-    max_tokens: int = Field(default=200, ge=16)
-    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     cache_path: Path | None = Path("mlruns/judge_cache.sqlite")
-    # llama_cpp only. llama-cpp-python's server decodes one request at a time, so concurrency
-    # comes from several single-threaded server processes; None = min(concurrency, CPU count).
-    servers: int | None = Field(default=None, ge=1)
-    threads_per_server: int = Field(default=1, ge=1)
-    n_ctx: int = Field(default=2048, ge=512)
-    startup_timeout_s: float = Field(default=120.0, gt=0)
     # judge-check: controlled variants of this many training references, once per study (cached).
     check: bool = True
     # With check off, an objective may read the judge only when this says so (its runs are tagged
@@ -63,24 +45,6 @@ class JudgeConfig(Frozen):
     # Below this pairwise accuracy (overall) a judge may not be in the objective.
     min_check_accuracy: float = Field(default=0.8, ge=0.0, le=1.0)
     allow_weak: bool = False
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _env_name(cls, value: str | None) -> str | None:
-        return env_var_name(value)
-
-    @model_validator(mode="after")
-    def _no_key_for_llama_cpp(self) -> JudgeConfig:
-        if self.kind == "llama_cpp" and self.api_key_env is not None:
-            raise ValueError("a llama_cpp judge never sends a key; use kind base_url for a server that needs one")
-        return self
-
-    @property
-    def key_env(self) -> str | None:
-        """The environment variable whose value is sent as the key; None: send no real key."""
-        if self.kind == "llama_cpp":
-            return None
-        return self.api_key_env or DEFAULT_KEY_ENV.get(self.kind)
 
 
 def _default_weights() -> dict[str, float]:

@@ -12,10 +12,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from harness.settings.base import Frozen, env_var_name
-from harness.settings.evaluation import DEFAULT_KEY_ENV
+from harness.endpoints.endpoint import Concurrency, MaxTokens, OpenAIEndpoint, Seconds, Temperature
+from harness.settings.base import Frozen
 
-EndpointKind = Literal["llama_cpp", "openai", "azure_openai", "base_url"]
 AugmentMethod = Literal["eda", "paraphrase", "backtranslate"]
 AUGMENTATIONS: tuple[str, ...] = ("none", "eda", "paraphrase", "backtranslate")
 
@@ -37,46 +36,21 @@ DEFAULT_QUESTION_PROMPT = (
 )
 
 
-class EndpointConfig(Frozen):
-    """An OpenAI chat-completions endpoint. ``llama_cpp`` (default) starts the packaged SmolLM2 on
-    harness-managed llama.cpp servers; keys come only from the environment variable named here."""
+class EndpointConfig(OpenAIEndpoint):
+    """The endpoint synthesis and rewrites ask (see ``OpenAIEndpoint``). ``llama_cpp`` (default)
+    starts the packaged SmolLM2 on harness-managed llama.cpp servers; keys come only from the
+    environment variable named here. Sampled answers: warmer, longer and slower than a judge's."""
 
-    kind: EndpointKind = "llama_cpp"
-    # llama_cpp: a packaged model name ("smollm2") or a GGUF path; otherwise the model/deployment.
-    model: str = "smollm2"
-    base_url: str | None = None
-    api_version: str | None = None
-    api_key_env: str | None = None
-    concurrency: int = Field(default=2, ge=1)  # requests in flight at once
-    max_retries: int = Field(default=2, ge=0)  # the openai SDK's own retries (transport, 429, 5xx)
-    timeout_s: float = Field(default=120.0, gt=0)
-    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
-    max_tokens: int = Field(default=384, ge=16)
-    # llama_cpp only: one single-threaded server per concurrent request (None: min(concurrency, CPUs)).
-    servers: int | None = Field(default=None, ge=1)
-    threads_per_server: int = Field(default=1, ge=1)
-    n_ctx: int = Field(default=2048, ge=512)
-    startup_timeout_s: float = Field(default=120.0, gt=0)
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _env_name(cls, value: str | None) -> str | None:
-        return env_var_name(value)
+    concurrency: Concurrency = 2
+    timeout_s: Seconds = 120.0
+    temperature: Temperature = 0.7
+    max_tokens: MaxTokens = 384
 
     @model_validator(mode="after")
-    def _coherent(self) -> EndpointConfig:
-        if self.kind == "llama_cpp" and self.api_key_env is not None:
-            raise ValueError("a llama_cpp endpoint never sends a key; use kind base_url for a server that needs one")
+    def _url_for_base_url(self) -> EndpointConfig:
         if self.kind == "base_url" and not self.base_url:
             raise ValueError("kind base_url needs base_url")
         return self
-
-    @property
-    def key_env(self) -> str | None:
-        """The variable whose value is sent as the key; None: a placeholder (local servers)."""
-        if self.kind == "llama_cpp":
-            return None
-        return self.api_key_env or DEFAULT_KEY_ENV.get(self.kind)
 
     def identity(self) -> dict[str, object]:
         """What decides the text an endpoint writes (part of item ids and cache keys); never a key."""

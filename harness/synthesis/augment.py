@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.data.chat import Example, digest, load_jsonl, to_record
+from harness.endpoints.answerer import Clients, open_clients, run_bounded
 from harness.settings.synthesis import AugmentConfig
 from harness.synthesis.eda import OPERATIONS, Synonyms, augment_text
-from harness.synthesis.endpoint import Clients, open_clients, run_bounded
 from harness.synthesis.rewrite import backtranslate, paraphrase
 from harness.synthesis.synth import write_jsonl
 

@@ -24,8 +24,8 @@ import yaml
 from pydantic import ValidationError
 
 from harness.config import ConfigError
+from harness.endpoints.answerer import Clients, Messages, run_bounded
 from harness.settings.synthesis import FilterConfig, Persona, SynthSpec
-from harness.synthesis.endpoint import Clients, Messages, run_bounded
 from harness.synthesis.filters import FILTERS, clean_question, near_duplicates, reject_reason
 
 Embed = Callable[[list[str]], Any]  # texts -> normalised row vectors

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from harness.evaluation.judge import Judge, JudgeError, JudgeItem, make_client
+from harness.endpoints.client import EndpointError, make_client
+from harness.evaluation.judge import Judge, JudgeItem
 from harness.evaluation.judge_cache import JudgeCache
 from harness.evaluation.rubric import load_rubric
 from harness.settings.evaluation import JudgeConfig
@@ -179,9 +180,9 @@ def test_params_and_clients_never_carry_keys(monkeypatch: pytest.MonkeyPatch) ->
 def test_missing_keys_fail_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
-    with pytest.raises(JudgeError, match="OPENAI_API_KEY"):
+    with pytest.raises(EndpointError, match="OPENAI_API_KEY"):
         make_client(JudgeConfig(kind="openai", model="gpt-4o-mini"), None)
-    with pytest.raises(JudgeError, match="AZURE_OPENAI_API_KEY"):
+    with pytest.raises(EndpointError, match="AZURE_OPENAI_API_KEY"):
         make_client(JudgeConfig(kind="azure_openai", model="d"), None)
     local = make_client(JudgeConfig(kind="base_url"), "http://127.0.0.1:1/v1")
     assert local.api_key  # a dummy: local servers ignore it

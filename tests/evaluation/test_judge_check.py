@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from harness.data.chat import Example
-from harness.evaluation.judge import Judge, make_client
+from harness.endpoints.client import make_client
+from harness.evaluation.judge import Judge
 from harness.evaluation.judge_cache import JudgeCache
 from harness.evaluation.judge_check import (
     OVERALL,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.evaluation.judge import Judge, JudgeError, make_client
+from harness.endpoints.client import EndpointError, make_client
+from harness.evaluation.judge import Judge
 from harness.evaluation.judge_session import open_judge
 from harness.evaluation.rubric import load_rubric
 from harness.settings.evaluation import JudgeConfig
@@ -52,7 +53,10 @@ def test_a_named_key_that_is_unset_fails_before_any_request(
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-secret")
     monkeypatch.delenv("GATEWAY_KEY", raising=False)
     config = JudgeConfig(kind="base_url", model="fake", base_url=base_url, rubric=RUBRIC, api_key_env="GATEWAY_KEY")
-    with pytest.raises(JudgeError, match=r"GATEWAY_KEY, named by evaluation\.judge\.api_key_env"), open_judge(config):
+    with (
+        pytest.raises(EndpointError, match=r"GATEWAY_KEY, named by evaluation\.judge\.api_key_env"),
+        open_judge(config),
+    ):
         pass
     assert state.requests == []
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.evaluation.judge import Judge, make_client
+from harness.endpoints.client import make_client
+from harness.evaluation.judge import Judge
 from harness.evaluation.rubric import load_rubric
 from harness.evaluation.scoring import composite, deterministic_columns, score_split
 from harness.settings.evaluation import JudgeConfig

@@ -34,8 +34,8 @@ from harness.backends.openai.jobs import (
     Sleep,
     check_credentials,
     job_payload,
+    jobs_client,
     make_answerer,
-    make_client,
     parse_result_file,
     scrub_secrets,
     suffix_for,
@@ -194,7 +194,7 @@ class OpenAIBackend:
     def client(self) -> openai.OpenAI:
         with self._lock:
             if self._client is None:
-                self._client = make_client(self.config.backend, self.settings, self._http_client)
+                self._client = jobs_client(self.config.backend, self.settings, self._http_client)
                 self._files = FileStore(self._client, self.call, self.sleep, self.settings.poll_interval_s)
             return self._client
 

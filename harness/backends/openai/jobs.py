@@ -22,6 +22,8 @@ import openai
 
 from harness.backends.base import TrialStopped
 from harness.config import ConfigError
+from harness.endpoints.client import make_client
+from harness.endpoints.endpoint import OpenAIEndpoint
 from harness.retry import Clock, Sleep, retrying
 from harness.search_space import TrialParams
 from harness.settings.openai import OpenAIConfig
@@ -59,22 +61,14 @@ def check_credentials(backend: str, api_version: str | None) -> None:
         raise CredentialsError(f"backend {backend!r} needs environment variable(s) {missing}")
 
 
-def make_client(backend: str, settings: OpenAIConfig, http_client: Any = None) -> openai.OpenAI:
+def jobs_client(backend: str, settings: OpenAIConfig, http_client: Any = None) -> openai.OpenAI:
     """An SDK client with keys read from the environment only; retries are ours (see above)."""
+    # Every missing variable is named at once, as a config error, before the shared factory runs.
     check_credentials(backend, settings.api_version)
-    common: dict[str, Any] = {
-        "max_retries": 0,
-        "timeout": settings.request_timeout_s,
-        "http_client": http_client,
-    }
-    if backend == "azure_openai":
-        return openai.AzureOpenAI(
-            api_key=os.environ["AZURE_OPENAI_API_KEY"],
-            azure_endpoint=os.environ["AZURE_OPENAI_ENDPOINT"],
-            api_version=settings.api_version or os.environ["OPENAI_API_VERSION"],
-            **common,
-        )
-    return openai.OpenAI(api_key=os.environ["OPENAI_API_KEY"], **common)
+    endpoint = OpenAIEndpoint(
+        kind=backend, api_version=settings.api_version, max_retries=0, timeout_s=settings.request_timeout_s
+    )
+    return make_client(endpoint, http_client=http_client)
 
 
 def scrub_secrets(text: str) -> str:

@@ -1,86 +1,29 @@
-"""The chat-completions endpoint synthesis and rewrites talk to: clients, llama.cpp servers, bounded threads.
+"""Asking an endpoint for text (synthesis and rewrites): lazily started clients, bounded threads.
 
 One code path for every endpoint (the OpenAI protocol through the openai SDK, whose own retries
 cover transport errors, 429 and 5xx). The default starts the packaged SmolLM2 on harness-managed
-llama.cpp servers, like the judge (harness.evaluation.judge_session).
+llama.cpp servers, as the judge does (``client.start_clients``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from harness.evaluation.judge import DEFAULT_AZURE_API_VERSION, LOCAL_API_KEY
-from harness.evaluation.judge_session import judge_gguf
-from harness.evaluation.server import llama_servers
-from harness.settings.synthesis import EndpointConfig
+from harness.endpoints.client import api_key, start_clients
+from harness.endpoints.endpoint import OpenAIEndpoint
 
 T = TypeVar("T")
 R = TypeVar("R")
 Messages = list[dict[str, str]]
 
 
-class EndpointError(RuntimeError):
-    """An endpoint that cannot be used as configured (a missing key or URL)."""
-
-
-def api_key(config: EndpointConfig) -> str:
-    """Only the variable that belongs to this endpoint is read; local servers get a placeholder."""
-    name = config.key_env
-    if name is None:
-        return LOCAL_API_KEY
-    value = os.environ.get(name)
-    if not value:
-        raise EndpointError(f"the {config.kind} endpoint needs {name} set in the environment")
-    return value
-
-
-def make_client(config: EndpointConfig, base_url: str | None = None) -> Any:
-    import openai
-
-    url = base_url or config.base_url
-    common: dict[str, Any] = {"max_retries": config.max_retries, "timeout": config.timeout_s}
-    key = api_key(config)
-    if config.kind == "azure_openai":
-        endpoint = url or os.environ.get("AZURE_OPENAI_ENDPOINT")
-        if not endpoint:
-            raise EndpointError("azure_openai needs a base_url or AZURE_OPENAI_ENDPOINT")
-        version = config.api_version or os.environ.get("OPENAI_API_VERSION") or DEFAULT_AZURE_API_VERSION
-        return openai.AzureOpenAI(api_key=key, azure_endpoint=endpoint, api_version=version, **common)
-    if config.kind != "openai" and not url:
-        raise EndpointError(f"a {config.kind} endpoint needs a base_url")
-    return openai.OpenAI(api_key=key, base_url=url, **common)
-
-
-def start_clients(config: EndpointConfig, stack: contextlib.ExitStack) -> list[Any]:
-    """Ready clients (one per llama.cpp server, else one); ``stack`` stops the servers."""
-    urls: Sequence[str | None] = [None]
-    if config.kind == "llama_cpp" and config.base_url is None:
-        # llama-cpp-python's server decodes one request at a time: concurrency is more servers.
-        count = config.servers or max(1, min(config.concurrency, os.cpu_count() or 1))
-        urls = stack.enter_context(
-            llama_servers(
-                judge_gguf(config.model),
-                count,
-                n_ctx=config.n_ctx,
-                startup_timeout_s=config.startup_timeout_s,
-                n_threads=config.threads_per_server,
-                logits_all=False,
-            )
-        )
-    clients = [make_client(config, url) for url in urls]
-    for client in clients:
-        stack.callback(client.close)
-    return clients
-
-
 @contextlib.contextmanager
-def open_clients(config: EndpointConfig) -> Iterator[Clients]:
+def open_clients(config: OpenAIEndpoint) -> Iterator[Clients]:
     """Clients for ``config``, started on the first request (a run with nothing to ask starts no
     server); servers stop when the block ends, whatever the reason."""
     api_key(config)  # a missing key fails here, in the caller's thread, before anything starts
@@ -94,7 +37,7 @@ class Reply:
     truncated: bool  # stopped by max_tokens, not by the model
 
 
-def complete(client: Any, config: EndpointConfig, messages: Messages, seed: int) -> Reply:
+def complete(client: Any, config: OpenAIEndpoint, messages: Messages, seed: int) -> Reply:
     """One chat completion (the seed makes sampling repeatable where the server honours it)."""
     response = client.chat.completions.create(
         model=config.model,
@@ -110,7 +53,7 @@ def complete(client: Any, config: EndpointConfig, messages: Messages, seed: int)
 class Clients:
     """Clients shared out round-robin among worker threads (one per server where there are several)."""
 
-    def __init__(self, config: EndpointConfig, start: Callable[[], Sequence[Any]]) -> None:
+    def __init__(self, config: OpenAIEndpoint, start: Callable[[], Sequence[Any]]) -> None:
         self.config = config
         self._start = start
         self._clients: list[Any] | None = None

@@ -1,4 +1,4 @@
-"""``python -m harness.evaluation.llama_serve ARGS``: ``python -m llama_cpp.server ARGS``, made safe.
+"""``python -m harness.endpoints.llama_serve ARGS``: ``python -m llama_cpp.server ARGS``, made safe.
 
 llama-cpp-python 0.3.36 built on a CPU with AMX segfaults in ``ggml_backend_amx_mul_mat`` on
 the first decode (seen here with the packaged SmolLM2 Q4_1 GGUF). The AMX kernels are an

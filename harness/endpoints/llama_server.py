@@ -1,4 +1,4 @@
-"""Start llama-cpp-python's OpenAI-compatible server for the judge, and always stop it."""
+"""Start llama-cpp-python's OpenAI-compatible server (the local ``llama_cpp`` endpoint), and always stop it."""
 
 from __future__ import annotations
 
@@ -16,12 +16,26 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from harness.endpoints.endpoint import OpenAIEndpoint
+
 _PR_SET_PDEATHSIG = 1
 HOST = "127.0.0.1"
 
 
 class ServerError(RuntimeError):
     """The llama.cpp server did not come up."""
+
+
+def model_gguf(model: str) -> Path:
+    """A packaged model name ("smollm2") or a path to a GGUF file."""
+    from harness.models import PACKAGED, packaged_gguf
+
+    return packaged_gguf(model) if model in PACKAGED else Path(model).expanduser()
+
+
+def server_count(endpoint: OpenAIEndpoint) -> int:
+    # More single-threaded servers than cores would only contend for the same CPUs.
+    return endpoint.servers or max(1, min(endpoint.concurrency, os.cpu_count() or 1))
 
 
 def free_port() -> int:
@@ -33,7 +47,7 @@ def free_port() -> int:
 
 def server_command(gguf: Path, port: int, n_ctx: int, n_threads: int | None, logits_all: bool = True) -> list[str]:
     # llama_serve is `python -m llama_cpp.server` with a workaround for a crash on AMX CPUs.
-    command = [sys.executable, "-m", "harness.evaluation.llama_serve", "--model", str(gguf)]
+    command = [sys.executable, "-m", "harness.endpoints.llama_serve", "--model", str(gguf)]
     command += ["--host", HOST, "--port", str(port), "--n_ctx", str(n_ctx)]
     if n_threads is not None:
         command += ["--n_threads", str(n_threads), "--n_threads_batch", str(n_threads)]
