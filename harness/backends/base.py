@@ -12,6 +12,17 @@ from harness.answering import Answerer, TokenCounter
 from harness.search_space import TrialParams
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """A training trial at one of its checkpoints (evaluation.during_training), for the study to measure."""
+
+    number: int  # 1, 2, ...: the epoch, when checkpoints are at epoch ends
+    step: int  # the training step: the step of its MLflow points
+    epoch: float  # epochs trained so far
+    answer: Answerer  # answers from the model as it is now (already in memory)
+    metrics: Mapping[str, float] = field(default_factory=dict)  # measured by training itself (eval_loss)
+
+
 @dataclass
 class TrialContext:
     """Per-trial hooks a backend calls; it never sees Optuna or MLflow directly."""
@@ -32,6 +43,10 @@ class TrialContext:
     exclusive: Callable[[str], AbstractContextManager[Any]] = lambda name: nullcontext()
     # The trial's MLflow run id: names its local work directory (one per run, never reused).
     run_id: str = ""
+    # Measures the objective at a checkpoint (evaluation.during_training): logs its curve, reports it
+    # to the pruner and returns it signed so that higher is better; raises optuna.TrialPruned when
+    # the pruner says so. None: the objective is measured only after training.
+    checkpoint: Callable[[Checkpoint], float] | None = None
 
 
 class TrialStopped(Exception):

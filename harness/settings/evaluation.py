@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from harness.endpoints.endpoint import OpenAIEndpoint
 from harness.settings.asserts import Assertion
@@ -47,6 +47,28 @@ class JudgeConfig(OpenAIEndpoint):
     allow_weak: bool = False
 
 
+class DuringTrainingConfig(Frozen):
+    """The objective measured at checkpoints while a local trial trains (its curve, pruning, keep: best).
+
+    ``true``/``false`` in a config stand for ``{enabled: ...}``.
+    """
+
+    enabled: bool = False
+    # None: at the end of each epoch; N: every N optimizer steps (and so the same number of
+    # examples seen at each checkpoint only for trials of the same batch size).
+    every_steps: int | None = Field(default=None, ge=1)
+    # None: every held-out prompt the final evaluation answers; N: a fixed-seed sample of N of them,
+    # the same for every trial and the baseline.
+    heldout_size: int | None = Field(default=None, ge=1)
+    # Picks the subset and the one shuffled prompt order the Wilcoxon pruner's steps follow.
+    seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
+
+
 def _default_weights() -> dict[str, float]:
     return {"structure": 0.3, "embedding": 0.3, "detail": 0.2, "rouge_l": 0.2}
 
@@ -76,6 +98,7 @@ class EvaluationConfig(Frozen):
     # Checks every example of a split gets besides its own "assert" list (promptfoo's defaultTest),
     # e.g. {heldout: [{type: icontains, value: "v2"}]}: an answer is correct when all of them pass.
     asserts: dict[Literal["train", "heldout"], tuple[Assertion, ...]] = Field(default_factory=dict)
+    during_training: DuringTrainingConfig = Field(default_factory=DuringTrainingConfig)
 
     @field_validator("consistency_weights")
     @classmethod

@@ -90,6 +90,10 @@ class TrainingConfig(Frozen):
     # When a study ends, keep the local work dirs of the best k COMPLETE trials and of registered
     # versions and delete the rest (finished trials only); None keeps everything.
     keep_local: int | None = Field(default=None, ge=0)
+    # Which checkpoint a trial's result, weights and final evaluation come from: its best on the
+    # objective (evaluation.during_training measures it) or its last. None: best when the objective
+    # is measured during training, else last.
+    keep: Literal["best", "last"] | None = None
 
     @property
     def harness_args(self) -> Mapping[str, str]:

@@ -16,6 +16,7 @@ from harness.backends.base import Backend
 from harness.config import ConfigError, StudyConfig
 from harness.data.chat import DataError, Example
 from harness.data.split import load_splits
+from harness.evaluation.checkpoint import checkpoint_scorer
 from harness.evaluation.judge_check import CheckResult, check_judge
 from harness.evaluation.tables import load_rows
 from harness.evaluation.trial import Evaluator, open_evaluator
@@ -87,6 +88,7 @@ def _join_and_work(config: StudyConfig, progress: Any, max_trials: int | None) -
     started_before, first = _started(study), first_of_sweep(study.get_trials(deepcopy=False))
     with open_evaluator(config.evaluation, tracker, train, heldout, backend.token_counter()) as evaluator:
         check = judge_gate(config, evaluator, train)  # a weak judge in the objective stops here
+        scorer = checkpoint_scorer(evaluator, config.evaluation.during_training, config.objective.inputs)
         with study_lock(config.storage, f"{config.study_name}:setup"):
             parent_id = tracker.parent_run(config.study_name, tags)  # reopened by every worker
         tracker.set_tags(parent_id, unchecked_judge_tags(config))  # a resumed parent has its first tags
@@ -97,7 +99,7 @@ def _join_and_work(config: StudyConfig, progress: Any, max_trials: int | None) -
             if evaluator is not None and config.evaluation.baseline:
                 with study_lock(config.storage, f"{config.study_name}:baseline"):  # others wait for it
                     ensure_baseline(backend, evaluator, tracker, parent_id, tags)
-            runner = TrialRunner(config, backend, tracker, parent_id, tags, progress, evaluator)
+            runner = TrialRunner(config, backend, tracker, parent_id, tags, progress, evaluator, scorer)
             work_until_done(study, runner, config, max_trials, progress)
             outcome = conclude(study, tracker, parent_id, first)
             status = outcome.parent_status
@@ -220,6 +222,12 @@ def judge_gate(config: StudyConfig, evaluator: Evaluator | None, train: list[Exa
             f" {settings.min_check_accuracy:.0%}, and the objective {config.objective.inputs} reads it."
             " See `harness judge-check CONFIG`; use a stronger judge, take the judge out of the objective,"
             " or pass --allow-weak-judge"
+        )
+    if weak and config.objective.judge_inputs and config.evaluation.during_training.enabled:
+        raise WeakJudgeError(
+            f"evaluation.during_training: the objective reads the judge, which ranks controlled variants right"
+            f" {result.accuracy:.0%} of the time (below judge.min_check_accuracy): trials would be pruned and"
+            " their checkpoints kept on its say-so; turn during_training off or use a judge that passes the check"
         )
     if weak:
         log.warning("the judge is weak (accuracy %.2f): reported, not trusted", result.accuracy)

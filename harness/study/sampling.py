@@ -1,4 +1,4 @@
-"""Samplers and pruners from config, and what a study would try first (for dry runs)."""
+"""Samplers from config (pruners: harness.study.pruning), and what a study would try first (for dry runs)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from harness.config import PrunerConfig, SamplerConfig, StudyConfig
+from harness.config import SamplerConfig, StudyConfig
 from harness.search_space import TrialParams, suggest
 from harness.storage import ATTR_RETRY_OF
 
@@ -111,14 +111,6 @@ class PerTrialSeed(optuna.samplers.BaseSampler):
 
     def reseed_rng(self) -> None:
         """Nothing to do: Optuna reseeds for threads (n_jobs > 1), but each trial has its own seed."""
-
-
-def make_pruner(config: PrunerConfig) -> optuna.pruners.BasePruner:
-    if config.type == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=config.min_resource)
-    if config.type == "none":
-        return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=config.n_startup_trials, n_warmup_steps=config.n_warmup_steps)
 
 
 def sample_params(config: StudyConfig, n_trials: int) -> list[TrialParams]:

@@ -16,7 +16,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from harness.config import StudyConfig
 from harness.storage import ATTR_INTERRUPTED, ATTR_RETRY_OF, ATTR_RUN_ID, HeartbeatOptions, make_storage
-from harness.study.sampling import make_pruner, make_sampler
+from harness.study.pruning import make_pruner
+from harness.study.sampling import make_sampler
 from harness.tracking import Tracker
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

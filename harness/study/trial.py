@@ -17,6 +17,7 @@ from harness.lifecycle.weights import best_so_far, keep_weights
 from harness.objective import objective_metrics, objective_value, vs_baseline_summary
 from harness.search_space import suggest
 from harness.storage import ATTR_INTERRUPTED, ATTR_RUN_ID, ATTR_VS_BASELINE, ATTR_WORKER
+from harness.study.checkpoints import checkpoint_hook
 from harness.study.coordination import study_lock
 from harness.study.outcome import failure_attrs
 from harness.study.sampling import SEED_KEY, seed_of
@@ -70,12 +71,15 @@ def _spent(trial: optuna.Trial, key: str) -> float:
     return float(sum(t.user_attrs.get(key, 0.0) for t in others if t.number != trial.number))
 
 
-def reporter(trial: optuna.Trial, objective: ObjectiveConfig) -> Callable[[float, int], None]:
-    """Intermediate eval loss for the pruner, signed so that better always moves the study's way."""
+def reporter(
+    trial: optuna.Trial, objective: ObjectiveConfig, at_checkpoints: bool = False
+) -> Callable[[float, int], None]:
+    """Intermediate eval loss for the pruner, signed so that better always moves the study's way;
+    nothing when the objective itself is measured ``at_checkpoints`` (harness.study.checkpoints)."""
 
     def report(value: float, step: int) -> None:
-        if objective.is_multi:
-            return  # Optuna's pruners are single-objective
+        if objective.is_multi or at_checkpoints:
+            return  # Optuna's pruners are single-objective; the checkpoints report the objective
         trial.report(value if objective.direction == "minimize" else -value, step)
         if trial.should_prune():
             raise optuna.TrialPruned(f"eval_loss {value:.4f} at step {step}")
@@ -94,6 +98,8 @@ class TrialRunner:
     run_tags: Mapping[str, str]
     progress: Any = None
     evaluator: Any = None  # harness.evaluation.trial.Evaluator when evaluation is on
+    # What scores checkpoints (harness.evaluation.checkpoint) when the objective reads answers.
+    checkpoint_scorer: Any = None
     started: int = 0  # trials this worker has started (a worker's --max-trials counts these)
     stopped_study: bool = False  # a trial's TrialStopped said no further trial may start
     current: int | None = None  # the number of the trial this worker runs (or ran last)
@@ -114,7 +120,7 @@ class TrialRunner:
         ctx = TrialContext(
             number=trial.number,
             log_metrics=buffer.add,
-            report=reporter(trial, self.config.objective),
+            report=reporter(trial, self.config.objective, self.config.evaluation.during_training.enabled),
             set_attr=trial.set_user_attr,
             attrs=trial.user_attrs,
             progress=self.progress,
@@ -122,6 +128,7 @@ class TrialRunner:
             spent=lambda key: _spent(trial, key),
             exclusive=lambda name: study_lock(self.config.storage, f"{self.config.study_name}:{name}"),
             run_id=run_id,
+            checkpoint=checkpoint_hook(trial, self.config, self.checkpoint_scorer, buffer.add),
         )
         try:
             trial.set_user_attr(ATTR_RUN_ID, run_id)

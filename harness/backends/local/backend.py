@@ -22,6 +22,7 @@ from harness.answering import Answerer, TokenCounter
 from harness.backends.base import TrainResult, TrialContext
 from harness.backends.local import packed_attention
 from harness.backends.local.callbacks import MetricsCallback, PruningCallback, RichProgressCallback
+from harness.backends.local.checkpoint_eval import CheckpointCallback
 from harness.backends.local.objective import Objective
 from harness.backends.local.plan import resolve
 from harness.backends.local.sft import SFT
@@ -203,12 +204,16 @@ class LocalBackend:
             PruningCallback(ctx.report),
         )
         callbacks: list[Any] = [metrics_cb, pruning_cb]
+        checkpoints = self.checkpoint_callback(ctx, model)
+        if checkpoints is not None:
+            callbacks.append(checkpoints)
         if ctx.progress is not None:
             callbacks.append(RichProgressCallback(ctx.progress, f"trial {ctx.number} ({params.method})"))
         try:
             trainer = self.trial_trainer(params, model, work, callbacks, quiet=ctx.progress is not None)
             trainer.train()
             pruning_cb.enabled = False
+            kept = checkpoints.restore_best() if checkpoints is not None else None  # keep: best
             final = trainer.evaluate()
             self.objective.trained(trainer)
             final_dir = work / "final"
@@ -221,10 +226,12 @@ class LocalBackend:
         metrics = {
             **self.objective.final_metrics(final),
             "tokens_per_second_mean": sum(rates) / len(rates) if rates else 0.0,
+            **(checkpoints.cost() if checkpoints is not None else {}),
         }
+        kept_facts = checkpoints.facts(kept) if checkpoints is not None else {}
         return TrainResult(
             metrics=metrics,
-            params={**self.resolved_params(params), **trial_facts},
+            params={**self.resolved_params(params), **trial_facts, **kept_facts},
             model_dir=final_dir,
             answer=self.answerer(model),
             release=release,
@@ -232,6 +239,13 @@ class LocalBackend:
 
     def token_counter(self) -> TokenCounter:
         return self.count_tokens
+
+    def checkpoint_callback(self, ctx: TrialContext, model: Any) -> CheckpointCallback | None:
+        """What measures the trial at its checkpoints (harness.backends.local.checkpoint_eval), if anything."""
+        if ctx.checkpoint is None:
+            return None
+        every = self.config.evaluation.during_training.every_steps
+        return CheckpointCallback(ctx.checkpoint, self.answerer(model), model, every, self.config.keep == "best")
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Token counts with the base model's tokenizer: how evaluation sizes its answer budgets."""

@@ -1,0 +1,80 @@
+"""A trial's checkpoints measured on the objective (``evaluation.during_training``): the objective's
+curve on its run (same metric names, step = the training step), the pruner's decision, and the
+value the backend keeps its best checkpoint by."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import optuna
+
+from harness import metrics
+from harness.backends.base import Checkpoint
+from harness.config import StudyConfig
+from harness.evaluation.checkpoint import CheckpointScorer
+from harness.objective import objective_value
+from harness.study.pruning import prompt_positions, prune_reason, report_checkpoint
+
+# The trial's user attr: epochs trained when it was last measured (a pruned trial's stop).
+ATTR_TRAINED_EPOCHS = "harness.trained_epochs"
+CHECKPOINT_SECONDS = "checkpoint_eval_seconds"  # answering and scoring one checkpoint
+EVAL_LOSS = "eval_loss"  # logged by the training curves already
+
+
+@dataclass
+class CheckpointHook:
+    """``TrialContext.checkpoint`` of one trial: measure, log, report; prune or say how good it is."""
+
+    trial: optuna.Trial
+    config: StudyConfig
+    scorer: CheckpointScorer | None
+    log_metrics: Callable[[Mapping[str, float], int], None]
+    positions: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.scorer is not None:
+            self.positions = prompt_positions(len(self.scorer.examples), self.config.evaluation.during_training.seed)
+
+    def __call__(self, checkpoint: Checkpoint) -> float:
+        started = time.perf_counter()
+        measured, per_prompt = self.measure(checkpoint)
+        objective = self.config.objective
+        value = objective_value(objective, measured)
+        assert isinstance(value, float)  # config load refuses during_training for multi-objective studies
+        curve = {k: v for k, v in measured.items() if k != EVAL_LOSS}
+        seconds = time.perf_counter() - started
+        self.log_metrics({**curve, metrics.objective_key(): value, CHECKPOINT_SECONDS: seconds}, checkpoint.step)
+        self.trial.set_user_attr(ATTR_TRAINED_EPOCHS, checkpoint.epoch)
+        pruner = self.config.pruner
+        if report_checkpoint(self.trial, pruner, value, per_prompt, self.positions, checkpoint.number):
+            name = objective.names[0]
+            raise optuna.TrialPruned(
+                prune_reason(pruner, name, value, checkpoint.number, checkpoint.epoch, checkpoint.step)
+            )
+        return value if objective.direction == "maximize" else -value
+
+    def measure(self, checkpoint: Checkpoint) -> tuple[dict[str, float], list[float | None] | None]:
+        """The checkpoint's metrics, and the objective's per-prompt scores when it is one column."""
+        measured = dict(checkpoint.metrics)
+        if self.scorer is None:
+            return measured, None
+        scores = self.scorer.score(checkpoint.answer)
+        measured |= scores.metrics
+        name = metrics.try_parse(self.config.objective.metric)
+        if name is None or self.config.objective.weights:
+            return measured, None
+        return measured, [row.get(name.column) for row in scores.rows]
+
+
+def checkpoint_hook(
+    trial: optuna.Trial,
+    config: StudyConfig,
+    scorer: CheckpointScorer | None,
+    log_metrics: Callable[[Mapping[str, float], int], None],
+) -> CheckpointHook | None:
+    """The trial's hook, or None when the objective is measured only after training."""
+    if not config.evaluation.during_training.enabled:
+        return None
+    return CheckpointHook(trial, config, scorer, log_metrics)
