@@ -20,12 +20,12 @@ from pydantic import (
     model_validator,
 )
 
-from harness import metrics
 from harness.hyperparams import BY_NAME, LOCAL_METHODS, REMOTE_METHODS
 from harness.redaction import masked
 from harness.settings.base import Frozen
 from harness.settings.evaluation import EvaluationConfig
 from harness.settings.openai import OpenAIConfig
+from harness.settings.pruning import PrunerConfig, checkpoint_metrics, during_training_problem, wilcoxon_problem
 from harness.settings.search import LocalSearchSpace, ParamSpec, Range, RemoteSearchSpace, SearchSpace
 from harness.settings.synthesis import AugmentConfig
 from harness.settings.training import TrainingConfig
@@ -119,29 +119,6 @@ class SamplerConfig(Frozen):
     type: Literal["tpe", "random", "grid", "cmaes"] = "tpe"
     seed: int | None = 0
     n_startup_trials: int = Field(default=2, ge=0)
-
-
-PrunerType = Literal["median", "percentile", "hyperband", "successive_halving", "wilcoxon", "none"]
-
-
-class PrunerConfig(Frozen):
-    """Optuna's pruners (harness.study.pruning). With evaluation.during_training they read the
-    objective at each checkpoint, whose step is the checkpoint's number (the epoch, at epoch ends);
-    without it, eval loss at every training.eval_steps (step = the training step)."""
-
-    type: PrunerType = "median"
-    # median and percentile: no pruning before this many trials finished, nor before this step.
-    n_startup_trials: int = Field(default=1, ge=0)
-    n_warmup_steps: int = Field(default=0, ge=0)
-    # percentile: trials in this top percentile at a step go on (median is percentile 50).
-    percentile: float = Field(default=25.0, gt=0, lt=100)
-    # hyperband and successive_halving: the first rung's steps, and 1/keep at each rung.
-    min_resource: int = Field(default=1, ge=1)
-    reduction_factor: int = Field(default=3, ge=2)
-    # wilcoxon: the paired signed-rank test's p-value below which a trial is pruned, and how many
-    # paired prompts a checkpoint needs before any test.
-    p_threshold: float = Field(default=0.1, gt=0, lt=1)
-    n_startup_steps: int = Field(default=2, ge=0)
 
 
 class MlflowConfig(Frozen):
@@ -285,55 +262,16 @@ class _StudyBase(Frozen):
 
     def _check_during_training(self) -> None:
         """What measuring the objective at checkpoints (pruning and keeping the best on it) needs."""
-        during = self.evaluation.during_training
-        if self.pruner.type == "wilcoxon":
-            self._check_wilcoxon()
-        if not during.enabled:
-            return
-        key = "evaluation.during_training"
-        if self.objective.is_multi:
-            raise ValueError(
-                f"{key}: a multi-objective study has no one best checkpoint to keep or prune on (Optuna's"
-                " pruners are single-objective); turn it off or optimise one metric"
-            )
-        produced = self.checkpoint_metrics()
-        if missing := [n for n in self.objective.inputs if n not in produced and not self._judge_metric(n)]:
-            raise ValueError(
-                f"{key}: the objective reads {', '.join(missing)}, which only the final evaluation measures;"
-                f" checkpoints measure {', '.join(sorted(produced))}"
-            )
-        held = self.evaluation.heldout_sample_size
-        if during.heldout_size is not None and held is not None and during.heldout_size > held:
-            raise ValueError(
-                f"{key}.heldout_size: {during.heldout_size} prompts, but the evaluation answers only"
-                f" {held} held-out prompts (evaluation.heldout_sample_size); checkpoints take a subset of them"
-            )
-
-    def _check_wilcoxon(self) -> None:
-        """The Wilcoxon pruner pairs per-prompt scores: the objective must be one held-out column."""
-        name = metrics.try_parse(self.objective.metric)
-        per_prompt = (
-            not (self.objective.weights or self.objective.metrics)
-            and name is not None
-            and name.split == metrics.HELDOUT
-            and name.suffix is None
-            and name.scorer != metrics.JUDGE_MISSING
+        problem = wilcoxon_problem(self.objective, self.evaluation.during_training.enabled, self.pruner)
+        problem = problem or during_training_problem(
+            self.objective, self.evaluation, self.checkpoint_metrics(), self._judge_metric
         )
-        if not self.evaluation.during_training.enabled or not per_prompt:
-            raise ValueError(
-                "pruner.type: wilcoxon tests this trial's per-prompt scores at each checkpoint against the best"
-                " trial's, so it needs evaluation.during_training on and an objective.metric that is one held-out"
-                f" per-prompt score (consistency/heldout/<scorer>); this study has objective {self.objective.names}"
-                f" and during_training {'on' if self.evaluation.during_training.enabled else 'off'}"
-            )
+        if problem:
+            raise ValueError(problem)
 
     def checkpoint_metrics(self) -> set[str]:
         """Metrics a checkpoint measures: eval loss, and held-out means of the evaluation's scorers."""
-        if not self.evaluation.enabled:
-            return {"eval_loss"}
-        names = [metrics.try_parse(n) for n in self.produced_metrics()]
-        heldout = {n.key for n in names if n is not None and n.split == metrics.HELDOUT and n.suffix is None}
-        return {"eval_loss"} | heldout
+        return checkpoint_metrics(self.produced_metrics(), self.evaluation.enabled)
 
     @property
     def keep(self) -> str:

@@ -19,7 +19,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
-from harness.config import PrunerConfig
+from harness.settings.pruning import PrunerConfig
 
 # Wilcoxon steps of checkpoint k are k * STRIDE + position: room for any held-out set.
 STRIDE = 1_000_000

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import optuna
 import pytest
 
-from harness.config import PrunerConfig
+from harness.settings.pruning import PrunerConfig
 from harness.study.pruning import (
     STRIDE,
     checkpoint_values,
