@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from harness.hyperparams import BY_NAME, LOCAL_METHODS, REMOTE_METHODS
+from harness.hyperparams import BY_NAME
 from harness.redaction import masked
 from harness.settings.base import Frozen
 from harness.settings.evaluation import EvaluationConfig
@@ -28,7 +28,7 @@ from harness.settings.openai import OpenAIConfig
 from harness.settings.pruning import PrunerConfig, checkpoint_metrics, during_training_problem, wilcoxon_problem
 from harness.settings.search import LocalSearchSpace, ParamSpec, Range, RemoteSearchSpace, SearchSpace
 from harness.settings.synthesis import AugmentConfig
-from harness.settings.training import TrainingConfig
+from harness.settings.training import Precision, TrainingConfig
 from harness.settings.workers import WorkersConfig
 
 # Re-exported: the search-space types are part of the config's public surface.
@@ -191,8 +191,7 @@ class _StudyBase(Frozen):
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
 
-    # Subclasses say what they accept.
-    METHODS: ClassVar[tuple[str, ...]] = ()
+    # Subclasses say what they produce.
     METRICS_KEY: ClassVar[str] = "local"
 
     @field_validator("study_name")
@@ -223,11 +222,11 @@ class _StudyBase(Frozen):
 
     def _check_search_space(self) -> None:
         backend = str(self.backend)  # type: ignore[attr-defined]
-        methods = self.search_space.choices("method")
-        if bad := [m for m in methods if m not in self.METHODS]:
+        methods, offered = self.search_space.choices("method"), self.search_space.METHODS
+        if bad := [m for m in methods if m not in offered]:
             raise ValueError(
                 f"search_space.method: {', '.join(map(str, bad))} not available on the {backend} backend"
-                f" (it takes {', '.join(self.METHODS)})"
+                f" (it takes {', '.join(offered)})"
             )
         # LoRA keys on a study fixed to full fine-tuning are left unsampled (an override switching
         # the method should not need three more); beta without dpo is a study that cannot mean it.
@@ -236,7 +235,7 @@ class _StudyBase(Frozen):
             hp = BY_NAME.get(name)
             unset = getattr(self.search_space, name) is None  # as a config read back from its run has it
             if hp is not None and hp.methods and not unset and not set(hp.methods) & in_effect:
-                key = "method" if set(hp.methods) & set(self.METHODS) else "training.method"
+                key = "method" if set(hp.methods) & set(offered) else "training.method"
                 raise ValueError(f"search_space.{name}: only used with {key} {'/'.join(sorted(hp.methods))}")
 
     def _study_methods(self) -> set[str]:
@@ -321,6 +320,32 @@ class _StudyBase(Frozen):
         """Trials that may run at once in one process (local trials share one model in memory)."""
         return 1
 
+    # What the backend means outside harness/backends: code reads these, never the backend's name.
+    @property
+    def local_training(self) -> TrainingConfig | None:
+        """The ``training`` section where trials train on this machine; None for remote jobs."""
+        return None
+
+    @property
+    def base_is_weights(self) -> bool:
+        """Whether base_model is weights this machine loads (a remote study's names a hosted model)."""
+        return self.local_training is not None
+
+    @property
+    def precision(self) -> Precision:
+        """How this machine runs the study's models: training.precision, else its own choice."""
+        return "auto" if self.local_training is None else self.local_training.precision
+
+    @property
+    def remote_settings(self) -> OpenAIConfig | None:
+        """The ``openai`` section where trials are remote fine-tuning jobs; None otherwise."""
+        return None
+
+    @property
+    def chat_service(self) -> str:
+        """The service that answers a hosted model id (``openai:MODEL``): OpenAI, or the study's own."""
+        return "openai"
+
 
 class LocalStudyConfig(_StudyBase):
     """transformers + peft on this machine."""
@@ -329,7 +354,9 @@ class LocalStudyConfig(_StudyBase):
     search_space: LocalSearchSpace = Field(default_factory=LocalSearchSpace)  # type: ignore[valid-type]
     training: TrainingConfig = Field(default_factory=TrainingConfig)
 
-    METHODS: ClassVar[tuple[str, ...]] = LOCAL_METHODS
+    @property
+    def local_training(self) -> TrainingConfig:
+        return self.training
 
     def _study_methods(self) -> set[str]:
         return {self.training.method}
@@ -378,7 +405,6 @@ class RemoteStudyConfig(_StudyBase):
     search_space: RemoteSearchSpace = Field(default_factory=RemoteSearchSpace)  # type: ignore[valid-type]
     openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
 
-    METHODS: ClassVar[tuple[str, ...]] = REMOTE_METHODS
     METRICS_KEY: ClassVar[str] = "remote"
 
     @property
@@ -393,6 +419,14 @@ class RemoteStudyConfig(_StudyBase):
                 " turn it off (pruning then reads the job's eval loss)"
             )
         super()._check_during_training()
+
+    @property
+    def remote_settings(self) -> OpenAIConfig:
+        return self.openai
+
+    @property
+    def chat_service(self) -> str:
+        return self.backend
 
 
 def _backend_tag(value: Any) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from harness.config import Range, SearchSpace
-from harness.hyperparams import HYPERPARAMETERS, LOCAL_METHODS, REMOTE_METHODS, Hyperparameter, TrialParams
+from harness.hyperparams import HYPERPARAMETERS, Hyperparameter, TrialParams
 
 __all__ = ["TrialParams", "suggest", "suggest_value"]
 
@@ -41,28 +41,23 @@ def suggest_value(trial: Suggester, name: str, spec: Any) -> Any:
     return spec
 
 
-def suggest(trial: Suggester, space: SearchSpace, backend: str = "local") -> TrialParams:
-    """Sample every declared hyperparameter this backend uses; method-specific ones (LoRA keys,
-    DPO beta) only on their method's branch, so they never show up in the other branch's trials."""
+def suggest(trial: Suggester, space: SearchSpace, backend: str | None = None) -> TrialParams:
+    """Sample every hyperparameter the space declares; method-specific ones (LoRA keys, DPO beta)
+    only on their method's branch, so they never show up in the other branch's trials.
+
+    ``backend``, when given, is the study's: a space of another backend's keys is refused.
+    """
+    if backend is not None and backend not in space.BACKENDS:
+        raise ValueError(f"a {backend} study cannot sample {type(space).__name__}")
     method = str(suggest_value(trial, "method", space.method))
     values: dict[str, Any] = {"method": method}
     for hp in HYPERPARAMETERS:
         spec = getattr(space, hp.name, None)  # a backend's search space has only its own keys
-        if hp.name == "method" or backend not in hp.backends or spec is None:
-            continue
-        if not _on_branch(hp, method, backend):
+        if hp.name == "method" or spec is None or not space.on_branch(hp, method):
             continue
         values[hp.name] = _typed(hp, _targets(trial, spec) if hp.type is tuple else suggest_value(trial, hp.name, spec))
     training_args = {key: suggest_value(trial, f"training_args.{key}", spec) for key, spec in space.extra_args.items()}
     return TrialParams(training_args=training_args, **values)
-
-
-def _on_branch(hp: Hyperparameter, method: str, backend: str) -> bool:
-    """Whether ``hp`` is sampled on the branch of ``method``. A key tied to methods the backend's
-    search space does not offer (beta locally: dpo is the study's training.method, not a branch)
-    is refused by the config in studies that do not use it, so where it is set it is sampled."""
-    branches = LOCAL_METHODS if backend == "local" else REMOTE_METHODS
-    return hp.methods is None or method in hp.methods or not hp.methods & set(branches)
 
 
 def _targets(trial: Suggester, spec: Any) -> Any:

@@ -97,11 +97,11 @@ def connect_args(url: str) -> dict[str, Any]:
         raise StorageError(
             f"storage: {mask_url(url)} is not a database URL or a journal file (.log): {error}"
         ) from None
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
+    dialect = parsed.get_backend_name()
+    if dialect == "sqlite":
         return {"timeout": 60}
     args: dict[str, Any] = {}
-    if backend == "postgresql" and "connect_timeout" not in parsed.query:
+    if dialect == "postgresql" and "connect_timeout" not in parsed.query:
         args["connect_timeout"] = CONNECT_TIMEOUT_S
     if parsed.password is None and (password := os.environ.get(PASSWORD_ENV)):
         args["password"] = password

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.common import app, console, fail, load, progress_bars, quiet_libraries, registry_errors
-from harness.config import LocalStudyConfig, RemoteStudyConfig, StudyConfig
+from harness.config import LocalStudyConfig, StudyConfig
 from harness.data.chat import DataError
 from harness.data.check import Summary, one_sided_groups, read_all, summarise
 from harness.data.prices import Price, PriceError, load_price
@@ -35,7 +35,7 @@ def _settings(
 ) -> tuple[str, int, str | None, Price | None]:
     """Tokenizer spec, max_seq_length, system prompt and price: options over the config."""
     # A remote study's base_model names a hosted model with no local tokenizer: count with SmolLM2.
-    local_model = config.base_model if isinstance(config, LocalStudyConfig) else None
+    local_model = config.base_model if config is not None and config.base_is_weights else None
     if tokenizer is None and local_model is not None and is_tracked(local_model):
         from harness.lifecycle.lineage import resolve_base
 
@@ -98,12 +98,13 @@ def check(
 
 def _print_preflight(out: Console, config: StudyConfig, path: Path) -> None:
     """A remote study's own preflight (OpenAI's token rule, the model's cap, the config's prices)."""
-    if not isinstance(config, RemoteStudyConfig):
+    settings = config.remote_settings
+    if settings is None:
         return
     from harness.backends.openai.data import load_dataset
     from harness.backends.openai.preflight import preflight
 
-    estimate = preflight(load_dataset(path, None, None, 0, config.system_prompt), config.base_model, config.openai)
+    estimate = preflight(load_dataset(path, None, None, 0, config.system_prompt), config.base_model, settings)
     cost = estimate.cost_usd(1)
     lines = [estimate.render(), f"estimated cost per epoch: {'unknown' if cost is None else f'${cost:.4f}'}"]
     out.print(f"[bold]as {config.backend} would bill it[/]\n" + escape("\n".join(lines)), highlight=False)

@@ -21,12 +21,13 @@ from typing import Any
 
 from harness import models
 from harness.answering import Answerer
-from harness.config import ConfigError, LocalStudyConfig, RemoteStudyConfig, StudyConfig
+from harness.config import ConfigError, StudyConfig
 from harness.data.split import load_splits
 from harness.evaluation.trial import open_evaluator
 from harness.lifecycle.lineage import REGISTERED as _REGISTERED
 from harness.lifecycle.lineage import resolve_base
 from harness.objective import ObjectiveMetricMissing, objective_metrics, objective_value
+from harness.settings.openai import by_deployment
 from harness.tracking import EVAL_ROLE, TAG_MODEL_SPEC, TAG_ROLE, TAG_STUDY, Tracker
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -51,21 +52,21 @@ def generation_settings(config: StudyConfig) -> dict[str, Any]:
     return {
         "max_new_tokens": settings.max_new_tokens,
         "batch_size": settings.batch_size,
-        "bf16": use_bf16(config.training.precision if isinstance(config, LocalStudyConfig) else "auto"),
+        "bf16": use_bf16(config.precision),
     }
 
 
 def _remote(config: StudyConfig, model: str) -> Answerer:
     from harness.lifecycle.serving import ModelSpec, RemoteAnswerer
 
-    backend = config.backend if config.backend != "local" else "openai"
+    service, settings = config.chat_service, config.remote_settings
     spec = ModelSpec(
         kind="remote",
         base_model=model,
-        backend=backend,
+        backend=service,
         remote_model=model,
-        deployment=model if backend == "azure_openai" else None,  # Azure answers by deployment name
-        api_version=config.openai.api_version if isinstance(config, RemoteStudyConfig) else None,
+        deployment=model if by_deployment(service) else None,  # Azure answers by deployment name
+        api_version=settings.api_version if settings is not None else None,
     )
     answerer = RemoteAnswerer(spec)
     default = config.evaluation.max_new_tokens
@@ -110,7 +111,7 @@ def _with_settings(answerer: Any, settings: dict[str, Any]) -> Answerer:
 
 
 def _base(config: StudyConfig) -> Answerer:
-    if config.backend != "local":
+    if not config.base_is_weights:
         return _remote(config, config.base_model)
     from harness.lifecycle.serving import LocalAnswerer
 
@@ -120,7 +121,7 @@ def _base(config: StudyConfig) -> Answerer:
 
 def token_counter(config: StudyConfig) -> Any:
     """The base model's tokenizer sizes answer budgets, as in the study; remote models estimate."""
-    if config.backend != "local":
+    if not config.base_is_weights:
         return None
     return lambda texts: models.count_tokens(config.base_model, texts)
 

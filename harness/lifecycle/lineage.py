@@ -169,7 +169,7 @@ def resolve_spec(spec: str, store: str) -> tuple[Path, Lineage]:
 def resolve_base(config: StudyConfig) -> ResolvedBase:
     """The config unchanged when its base_model is a packaged, local or hub model; else a copy whose
     base_model is the materialised directory, with the lineage tags."""
-    if config.backend != "local" or not models.is_tracked(config.base_model):
+    if not config.base_is_weights or not models.is_tracked(config.base_model):
         return ResolvedBase(config)
     path, lineage = resolve_spec(config.base_model, config.mlflow.tracking_uri)
     return ResolvedBase(config.model_copy(update={"base_model": str(path)}), lineage.tags())

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import models
-from harness.config import LocalStudyConfig, StudyConfig
+from harness.config import StudyConfig
 from harness.data.chat import DataError, Example, load_jsonl, with_system_prompt
 from harness.data.check import read_checked
 from harness.data.preference import detect_format, make_record
@@ -75,7 +75,7 @@ def answer_all(config: StudyConfig, model_spec: str, examples: Sequence[Example]
     settings = config.evaluation
     model, tokenizer = models.load_base(model_spec), models.load_tokenizer(model_spec)
     budget = token_budget([e.reference for e in examples], settings, lambda t: models.count_tokens(model_spec, t))
-    precision = config.training.precision if isinstance(config, LocalStudyConfig) else "auto"
+    precision = config.precision
     prompts = [e.prompt for e in with_system_prompt(examples, config.system_prompt)]
     chunk = settings.batch_size * CHUNK_BATCHES
     task = progress.add_task("answering", total=len(prompts)) if progress is not None else None

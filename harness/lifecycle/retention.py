@@ -115,7 +115,7 @@ def apply_retention(config: StudyConfig, study: optuna.Study) -> int:
     """End of a study: delete the local work dirs ``training.keep_local`` does not keep; returns
     the bytes freed (0 for remote backends, when keep_local is None, or when the registry cannot be
     read). Never raises for a registry or disk problem: it only logs it."""
-    training = getattr(config, "training", None)
+    training = config.local_training
     if training is None or training.keep_local is None:
         return 0
     dirs = trial_dirs(

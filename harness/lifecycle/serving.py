@@ -115,11 +115,10 @@ def remote_spec(run: Any, config: StudyConfig) -> ModelSpec | None:
         return None
     backend = tags.get("harness.backend", config.backend)
     deployment = None
-    openai = getattr(config, "openai", None)  # a remote study's section
-    if backend == "azure_openai" and openai is not None and openai.azure_deployment:
-        number = int(tags.get(TAG_TRIAL, "0"))
+    openai = config.remote_settings
+    if openai is not None:
         job = run.data.params.get("openai_job_id", "")
-        deployment = openai.azure_deployment.format(trial=number, job_id=job, study=config.study_name)
+        deployment = openai.deployment(backend, int(tags.get(TAG_TRIAL, "0")), job, config.study_name)
     return ModelSpec(
         kind="remote",
         base_model=tags.get("harness.base_model", config.base_model),

@@ -33,6 +33,11 @@ DEFAULT_EXAMPLE_CONTEXT: dict[str, int] = {
 }
 
 
+def by_deployment(service: str) -> bool:
+    """Azure OpenAI answers a fine-tune only through a deployment of it, named where the model goes."""
+    return service == "azure_openai"
+
+
 class OpenAIConfig(Frozen):
     """Remote fine-tuning jobs: pricing and budget, polling, retries, naming, Azure inference."""
 
@@ -71,3 +76,10 @@ class OpenAIConfig(Frozen):
 
     def example_cap(self, model: str) -> int:
         return {**DEFAULT_EXAMPLE_CONTEXT, **self.max_example_tokens}.get(model, 65536)
+
+    def deployment(self, service: str, trial: int, job_id: str, study: str) -> str | None:
+        """The Azure deployment serving a trial's fine-tune (``azure_deployment`` filled in); None
+        where the model answers by its own id, or no deployment is named."""
+        if not by_deployment(service) or not self.azure_deployment:
+            return None
+        return self.azure_deployment.format(trial=trial, job_id=job_id, study=study)

@@ -7,11 +7,11 @@ lives in one place and another backend's key is an error here.
 from __future__ import annotations
 
 import copy
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, create_model, field_validator, model_validator
 
-from harness.hyperparams import HYPERPARAMETERS, LOCAL_METHODS, REMOTE_METHODS, Hyperparameter
+from harness.hyperparams import HYPERPARAMETERS, LOCAL, LOCAL_METHODS, REMOTE, REMOTE_METHODS, Hyperparameter
 from harness.settings.base import Frozen
 from harness.settings.synthesis import AUGMENTATIONS
 
@@ -54,6 +54,16 @@ def _nonempty_choices(value: Any) -> Any:
 
 class _SearchSpaceBase(Frozen):
     """What a trial samples. Method-specific keys are sampled only on their method's branch."""
+
+    # The backends whose hyperparameters this space has, and the methods ``method`` picks from.
+    BACKENDS: ClassVar[frozenset[str]] = frozenset()
+    METHODS: ClassVar[tuple[str, ...]] = ()
+
+    def on_branch(self, hp: Hyperparameter, method: str) -> bool:
+        """Whether ``hp`` is sampled on the branch of ``method``. A key tied to methods this space
+        does not offer (beta locally: dpo is the study's training.method, not a branch) is refused
+        by the config in studies that do not use it, so where it is set it is sampled."""
+        return hp.methods is None or method in hp.methods or not hp.methods & set(self.METHODS)
 
     @property
     def extra_args(self) -> dict[str, Any]:
@@ -105,18 +115,28 @@ def _search_field(hp: Hyperparameter) -> tuple[Any, Any]:
     return spec_type, Field(default_factory=lambda: copy.deepcopy(default), description=hp.meaning)
 
 
-def _search_space(name: str, backend: str, extra: dict[str, Any]) -> type[_SearchSpaceBase]:
-    """One field per declared hyperparameter this backend uses (harness.hyperparams): the schema
-    lives in one place, and a key another backend uses is an error here."""
-    fields = {hp.name: _search_field(hp) for hp in HYPERPARAMETERS if backend in hp.backends}
-    return create_model(name, __base__=_SearchSpaceBase, __module__=__name__, **fields, **extra)
+class _LocalSpace(_SearchSpaceBase):
+    BACKENDS: ClassVar[frozenset[str]] = LOCAL
+    METHODS: ClassVar[tuple[str, ...]] = LOCAL_METHODS
+
+
+class _RemoteSpace(_SearchSpaceBase):
+    BACKENDS: ClassVar[frozenset[str]] = REMOTE
+    METHODS: ClassVar[tuple[str, ...]] = REMOTE_METHODS
+
+
+def _search_space(name: str, base: type[_SearchSpaceBase], extra: dict[str, Any]) -> type[_SearchSpaceBase]:
+    """One field per declared hyperparameter the base's backends use (harness.hyperparams): the
+    schema lives in one place, and a key another backend uses is an error here."""
+    fields = {hp.name: _search_field(hp) for hp in HYPERPARAMETERS if base.BACKENDS & hp.backends}
+    return create_model(name, __base__=base, __module__=__name__, **fields, **extra)
 
 
 LocalSearchSpace = _search_space(
     "LocalSearchSpace",
-    "local",
+    _LocalSpace,
     # Any other TrainingArguments field, e.g. weight_decay or warmup_ratio.
     {"training_args": (dict[str, ParamSpec], Field(default_factory=dict))},
 )
-RemoteSearchSpace = _search_space("RemoteSearchSpace", "openai", {})
+RemoteSearchSpace = _search_space("RemoteSearchSpace", _RemoteSpace, {})
 SearchSpace = LocalSearchSpace | RemoteSearchSpace

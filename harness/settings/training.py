@@ -16,6 +16,8 @@ FullWeightsPolicy = Literal["best", "all", "none"]
 # DPOTrainer) on OpenAI's preference JSONL. Study-level, because the data format follows from it;
 # search_space.method (lora | full) still picks which weights train.
 TrainingMethod = Literal["sft", "dpo"]
+# How a model runs on this machine: auto picks bf16 where the CPU or GPU has fast bf16.
+Precision = Literal["auto", "bf16", "fp32"]
 
 # TrainingArguments fields every local trial takes from the harness, each with what it comes from.
 # LocalBackend.training_kwargs builds exactly these keys and refuses to run when they differ, so
@@ -72,7 +74,7 @@ class TrainingConfig(Frozen):
     save_total_limit: int = Field(default=1, ge=1)
     # Checkpoints and final weights of each trial: <work_dir>/<study>/<mlflow run id>/ (see run_dir).
     work_dir: Path = Path("~/.cache/harness/work")
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    precision: Precision = "auto"
     # Packed examples' attention under bf16: fp32, autocast, or auto (a fixed rule from the CPU's
     # features and the example length: harness.backends.local.packed_attention.fp32_max_tokens).
     attention_precision: Literal["auto", "fp32", "autocast"] = "auto"

@@ -146,7 +146,7 @@ def close_parent(config: StudyConfig, study: optuna.Study, tracker: Tracker, par
             return  # another worker is mid-trial: the parent run is still running, truthfully
         if config.mlflow.register_best:
             register_best(config, study)
-        training = getattr(config, "training", None)
+        training = config.local_training
         if training is not None and training.keep_local is not None:  # after registration: versions keep theirs
             tracker.log_metrics(parent_id, {"local_weights_freed_mb": apply_retention(config, study) / 2**20})
     finally:
@@ -296,14 +296,16 @@ def _queued(study: optuna.Study) -> int:
 
 
 def evaluation_examples(config: StudyConfig) -> tuple[list[Example], list[Example]]:
-    """The chat examples evaluation samples from; none for preference (DPO) data."""
+    """The chat examples evaluation samples from (preference pairs: prompt and preferred answer).
+
+    A local backend's ``prepare`` has read the data with these same readers, so only a remote
+    study gets here with data they refuse (the service takes chat features they do not read).
+    """
     if not config.evaluation.enabled:
         return [], []
     try:
         return load_splits(config.data, config.system_prompt)
     except DataError:
-        if config.backend == "local":
-            raise
         log.warning("evaluation skipped: the training data is not chat data")
         return [], []
 

@@ -124,7 +124,7 @@ def sample_params(config: StudyConfig, n_trials: int) -> list[TrialParams]:
     drawn: list[TrialParams] = []
 
     def record(trial: optuna.Trial) -> float:
-        drawn.append(suggest(trial, config.search_space, config.backend))
+        drawn.append(suggest(trial, config.search_space))
         return 0.0  # a constant value: the sampler's first draws do not depend on results
 
     with _optuna_quiet():

@@ -108,7 +108,7 @@ class TrialRunner:
         self.started += 1
         self.current = trial.number
         seed = seed_of(trial, self.config.sampler)
-        params = suggest(trial, self.config.search_space, self.config.backend)
+        params = suggest(trial, self.config.search_space)
         tags = {**self.run_tags, TAG_STUDY: self.config.study_name, TAG_TRIAL: str(trial.number)}
         if seed is not None:  # what its parameters were drawn with, to reproduce them
             trial.set_user_attr(SEED_KEY, seed)

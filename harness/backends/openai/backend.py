@@ -45,6 +45,7 @@ from harness.backends.openai.watch import JobWatcher
 from harness.config import ConfigError, StudyConfig
 from harness.retry import Clock
 from harness.search_space import TrialParams
+from harness.settings.openai import by_deployment
 
 ATTR_JOB = "resume.openai_job_id"
 ATTR_COST = "estimated_cost_usd"
@@ -330,11 +331,8 @@ class OpenAIBackend:
 
     def _answerer(self, job: Any, ctx: TrialContext) -> Answerer | None:
         model = job.fine_tuned_model
-        if self.config.backend == "azure_openai":
-            template = self.settings.azure_deployment
-            if not template:
-                return None  # Azure needs a deployment of this model first (see module docs)
-            model = template.format(trial=ctx.number, job_id=job.id, study=self.config.study_name)
+        if by_deployment(self.config.backend):  # Azure needs a deployment of this model first (module docs)
+            model = self.settings.deployment(self.config.backend, ctx.number, job.id, self.config.study_name)
         if not model:
             return None
         return make_answerer(self.client, self.call, model, self.config.evaluation.max_new_tokens)
