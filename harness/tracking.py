@@ -32,6 +32,10 @@ TAG_DATASET = "harness.dataset_digest"
 TAG_MODEL_SPEC = "harness.eval_model"  # on eval runs: the --model spec
 TAG_REGISTERED = "harness.registered_model"  # on eval runs of a registered version
 TAG_VERSION = "harness.model_version"
+# On the parent run: how the last sweep ended, and the number of its first trial (shared by its workers).
+TAG_OUTCOME = "harness.outcome"  # done | stopped | failed (harness.study.outcome)
+TAG_OUTCOME_REASON = "harness.outcome_reason"
+TAG_SWEEP_FIRST = "harness.sweep_first_trial"
 # Lineage of a study whose base_model names a tracked model (models:/NAME@ALIAS, models:/NAME/3, run:ID):
 # on its parent run, every trial run and the versions registered from them.
 TAG_BASE_MODEL = "harness.base_model"  # the base as pinned: models:/NAME/VERSION or run:ID (else the config's)
@@ -103,14 +107,17 @@ class Tracker:
 
     def parent_run(self, study_name: str, tags: Mapping[str, str]) -> str:
         """The study's parent run: reopened when the study resumes, created otherwise."""
+        return self.join_parent(study_name, tags)[0]
+
+    def join_parent(self, study_name: str, tags: Mapping[str, str]) -> tuple[str, bool]:
+        """:meth:`parent_run`, and whether it was RUNNING already (a sweep in progress, which this joins)."""
         found = self.find_runs(f"tags.`{TAG_ROLE}` = '{PARENT_ROLE}'", max_results=1)
         if found:
-            run_id = found[0].info.run_id
-            self.reopen(run_id)
-        else:
-            all_tags = {TAG_ROLE: PARENT_ROLE, TAG_STUDY: study_name, **tags}
-            run_id = self.client.create_run(self.experiment_id, tags=all_tags, run_name=study_name).info.run_id
-        return run_id
+            run = found[0]
+            self.reopen(run.info.run_id)
+            return run.info.run_id, run.info.status == "RUNNING"
+        all_tags = {TAG_ROLE: PARENT_ROLE, TAG_STUDY: study_name, **tags}
+        return self.client.create_run(self.experiment_id, tags=all_tags, run_name=study_name).info.run_id, False
 
     def reopen(self, run_id: str) -> None:
         """Mark a run RUNNING again (a parent run that another worker ended while this one works)."""

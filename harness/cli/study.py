@@ -134,7 +134,7 @@ def _sweep_with_workers(config_path: Path, args: list[str], config: StudyConfig,
     from harness.storage import StorageError, is_journal, load_study, make_storage
     from harness.study.coordination import is_shared
     from harness.study.journal import ONE_WORKER
-    from harness.study.outcome import first_of_sweep, sweep_outcome
+    from harness.study.outcome import first_of_sweep, recorded_outcome, sweep_outcome
     from harness.study.storage import trials_done
     from harness.study.workers import run_workers
 
@@ -167,10 +167,21 @@ def _sweep_with_workers(config_path: Path, args: list[str], config: StudyConfig,
             raise typer.Exit(130) from None
     study = optuna.load_study(study_name=config.study_name, storage=make_storage(config.storage))
     _print_trials(study)
-    if (outcome := sweep_outcome(study.get_trials(deepcopy=False), first)).exit_code:
+    previous = recorded_outcome(_parent_tags(config, study))  # the workers' verdict on the parent run
+    if (outcome := sweep_outcome(study.get_trials(deepcopy=False), first, previous)).exit_code:
         raise fail(outcome.reason, code=outcome.exit_code)
     if failed := [f"worker {i} exited {code}" for i, code in enumerate(codes) if code]:
         raise fail("; ".join(failed), code=max(codes))
+
+
+def _parent_tags(config: StudyConfig, study: Any) -> dict[str, str]:
+    """The tags of the study's parent run; none when no worker got as far as opening it."""
+    from mlflow.tracking import MlflowClient
+
+    from harness.storage import ATTR_RUN_ID
+
+    run_id = study.user_attrs.get(ATTR_RUN_ID)
+    return dict(MlflowClient(config.mlflow.tracking_uri).get_run(run_id).data.tags) if run_id else {}
 
 
 def _print_trials(study: Any) -> None:

@@ -28,10 +28,18 @@ from harness.storage import ATTR_RUN_ID
 from harness.study import report
 from harness.study.coordination import study_lock
 from harness.study.journal import fail_orphans, sole_worker
-from harness.study.outcome import Outcome, first_of_sweep, sweep_outcome
+from harness.study.outcome import Outcome, first_of_sweep, outcome_tags, recorded_outcome, sweep_outcome
 from harness.study.storage import open_study, recover, running_elsewhere, trials_done
 from harness.study.trial import TrialRunner
-from harness.tracking import BASELINE_ROLE, TAG_BASE_MODEL, TAG_EVAL_DIGEST, TAG_ROLE, Tracker, flatten
+from harness.tracking import (
+    BASELINE_ROLE,
+    TAG_BASE_MODEL,
+    TAG_EVAL_DIGEST,
+    TAG_ROLE,
+    TAG_SWEEP_FIRST,
+    Tracker,
+    flatten,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +73,8 @@ def run_sweep(config: StudyConfig, progress: Any = None, max_trials: int | None 
     Any number of workers may run this at once on one study: creating the study, the experiment
     and the parent run, the baseline and registration each happen once, under the storage's lock.
     ``max_trials`` caps this worker's own trials. The parent run ends truthfully: RUNNING while any
-    worker still runs a trial, else this worker's outcome. A journal-file study, which has no
-    heartbeats, takes one worker at a time (harness.study.journal).
+    worker still runs a trial, else the outcome of the whole sweep (every worker's trials). A
+    journal-file study, which has no heartbeats, takes one worker at a time (harness.study.journal).
     """
     with sole_worker(config):  # a second worker of a journal study is refused here
         return _join_and_work(config, progress, max_trials)
@@ -85,14 +93,14 @@ def _join_and_work(config: StudyConfig, progress: Any, max_trials: int | None) -
         tracker = Tracker(config.mlflow.tracking_uri, config.study_name, config.mlflow.artifact_location)
         study = open_study(config, tracker)
         reconciled = fail_orphans(config, study, tracker) + recover(study)
-    started_before, first = _started(study), first_of_sweep(study.get_trials(deepcopy=False))
+    started_before = _started(study)
     with open_evaluator(config.evaluation, tracker, train, heldout, backend.token_counter()) as evaluator:
         check = judge_gate(config, evaluator, train)  # a weak judge in the objective stops here
         scorer = checkpoint_scorer(evaluator, config.evaluation.during_training, config.objective.inputs)
         with study_lock(config.storage, f"{config.study_name}:setup"):
-            parent_id = tracker.parent_run(config.study_name, tags)  # reopened by every worker
+            parent_id, joined = tracker.join_parent(config.study_name, tags)  # reopened by every worker
+            first = sweep_start(study, tracker, parent_id, joined)
         tracker.set_tags(parent_id, unchecked_judge_tags(config))  # a resumed parent has its first tags
-        status, outcome = "FAILED", Outcome("done")
         try:  # from here on, whatever happens, the parent run ends truthfully
             with study_lock(config.storage, f"{config.study_name}:setup"):
                 describe_parent(config, study, tracker, parent_id, dataset, check)
@@ -101,24 +109,52 @@ def _join_and_work(config: StudyConfig, progress: Any, max_trials: int | None) -
                     ensure_baseline(backend, evaluator, tracker, parent_id, tags)
             runner = TrialRunner(config, backend, tracker, parent_id, tags, progress, evaluator, scorer)
             work_until_done(study, runner, config, max_trials, progress)
-            outcome = conclude(study, tracker, parent_id, first)
-            status = outcome.parent_status
-        except KeyboardInterrupt:
-            status = "KILLED"
-            raise
-        finally:
+        except BaseException as error:
             with study_lock(config.storage, f"{config.study_name}:setup"):
+                status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
                 close_parent(config, study, tracker, parent_id, status)
+            raise
+        outcome = conclude_and_close(config, study, tracker, parent_id, first)
     return SweepResult(study, parent_id, _started(study) - started_before, reconciled, outcome)
 
 
+def sweep_start(study: optuna.Study, tracker: Tracker, parent_id: str, joined: bool) -> int:
+    """The number of the sweep's first trial, one for all its workers (under the setup lock).
+
+    The worker that opens the sweep (the parent run was not running) records it on the parent run;
+    workers that join the running sweep read it, so each judges the whole sweep, not its own trials.
+    """
+    recorded = tracker.client.get_run(parent_id).data.tags.get(TAG_SWEEP_FIRST, "")
+    if joined and recorded.isdigit():
+        return int(recorded)
+    first = first_of_sweep(study.get_trials(deepcopy=False))
+    tracker.set_tags(parent_id, {TAG_SWEEP_FIRST: str(first)})
+    return first
+
+
+def conclude_and_close(
+    config: StudyConfig, study: optuna.Study, tracker: Tracker, parent_id: str, first: int
+) -> Outcome:
+    """The sweep's outcome, kept on the parent run with its reason; then the parent run's end.
+
+    Both under the setup lock: a worker's verdict and the end it gives the parent run are never
+    split by another worker's, so the last worker out ends it with the verdict on every trial.
+    """
+    with study_lock(config.storage, f"{config.study_name}:setup"):
+        status = "FAILED"
+        try:
+            outcome = conclude(study, tracker, parent_id, first)
+            status = outcome.parent_status
+        finally:
+            close_parent(config, study, tracker, parent_id, status)
+    return outcome
+
+
 def conclude(study: optuna.Study, tracker: Tracker, parent_id: str, first: int) -> Outcome:
-    """The sweep's outcome from the study's trials, kept on the parent run with its reason."""
-    outcome = sweep_outcome(study.get_trials(deepcopy=False), first)
-    tags = {"harness.outcome": outcome.kind}
-    if outcome.reason:
-        tags["harness.outcome_reason"] = outcome.reason[:5000]
-    tracker.set_tags(parent_id, tags)
+    """The sweep's outcome from its trials (every worker's), kept on the parent run with its reason."""
+    previous = recorded_outcome(tracker.client.get_run(parent_id).data.tags)
+    outcome = sweep_outcome(study.get_trials(deepcopy=False), first, previous)
+    tracker.set_tags(parent_id, outcome_tags(outcome))
     return outcome
 
 

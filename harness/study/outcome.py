@@ -7,19 +7,24 @@ One pure function decides it, so ``harness sweep``, ``harness worker`` and the p
 - the sweep's trials all failed (none completed or was pruned): exit 1 with the first failure's
   error class and message; the parent run is FAILED;
 - otherwise exit 0.
+
+Every worker of a sweep judges the same trials, from the sweep's first one on (recorded on the parent
+run by the worker that opened the sweep), not the trials it ran itself; and a sweep that ran no trial
+leaves a failure recorded before it standing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from optuna.trial import FrozenTrial, TrialState
 
 from harness.redaction import mask_url
 from harness.storage import ATTR_INTERRUPTED, ATTR_RETRY_OF
 from harness.study.storage import retry_of
+from harness.tracking import TAG_OUTCOME, TAG_OUTCOME_REASON
 
 # Trial user attrs that say why a trial ended (its MLflow run has the same as tags).
 ATTR_ERROR = "harness.error"  # "<error class>: <message>" of a failed trial
@@ -53,8 +58,12 @@ def failure_attrs(error: BaseException, stops_study: bool) -> dict[str, object]:
     return attrs
 
 
-def sweep_outcome(trials: Sequence[FrozenTrial], first_number: int = 0) -> Outcome:
-    """Pure: the outcome of a sweep that started when the study had ``first_number`` trials."""
+def sweep_outcome(trials: Sequence[FrozenTrial], first_number: int = 0, previous: Outcome | None = None) -> Outcome:
+    """Pure: the outcome of a sweep that started when the study had ``first_number`` trials.
+
+    ``previous`` is the outcome recorded before (:func:`recorded_outcome`): a sweep with no trial of
+    its own (a worker that joined after the others ran every trial, a rerun of a finished study)
+    changes nothing, so a failed study stays failed."""
     retried = {t.user_attrs.get(ATTR_RETRY_OF) for t in trials} | {retry_of(t) for t in trials}
     pending = [
         t
@@ -69,6 +78,8 @@ def sweep_outcome(trials: Sequence[FrozenTrial], first_number: int = 0) -> Outco
             " when the study resumes: rerun the same command once the cause is fixed",
         )
     ours = [t for t in trials if t.number >= first_number]
+    if not ours and previous is not None and previous.kind == "failed":
+        return previous
     if any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in ours):
         return Outcome("done")  # other workers are still at it: they report the end
     failed = [t for t in ours if t.state == TrialState.FAIL and t.number not in retried]
@@ -78,6 +89,18 @@ def sweep_outcome(trials: Sequence[FrozenTrial], first_number: int = 0) -> Outco
             "failed", f"every trial failed ({len(failed)}); the first, trial {first.number}: {_error(first)}"
         )
     return Outcome("done")
+
+
+def recorded_outcome(tags: Mapping[str, str]) -> Outcome | None:
+    """Pure: the outcome a parent run's tags record, if any."""
+    kind = tags.get(TAG_OUTCOME)
+    known = [k for k in get_args(OutcomeKind) if k == kind]
+    return Outcome(known[0], tags.get(TAG_OUTCOME_REASON, "")) if known else None
+
+
+def outcome_tags(outcome: Outcome) -> dict[str, str]:
+    """Pure: the parent run's tags that record ``outcome`` (the reason cut to what a tag holds)."""
+    return {TAG_OUTCOME: outcome.kind, TAG_OUTCOME_REASON: outcome.reason[:5000]}
 
 
 def first_of_sweep(trials: Sequence[FrozenTrial]) -> int:

@@ -42,18 +42,21 @@ class InstantBackend:
 
 def sweep_config(tmp_path: Path, storage: str, **settings: Any) -> StudyConfig:
     """A two-trial study with fast heartbeats, evaluation and registration off."""
-    return parse_study(
-        {
-            "study_name": "s",
-            "data": {"train_file": "x.jsonl"},
-            "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/m.db", "register_best": False},
-            "storage": storage,
-            "n_trials": 2,
-            "evaluation": {"enabled": False},
-            "workers": {"heartbeat_interval_s": 1, "grace_period_s": 4},
-            **settings,
-        }
-    )
+    return parse_study(sweep_settings(tmp_path, storage, **settings))
+
+
+def sweep_settings(tmp_path: Path, storage: str, **settings: Any) -> dict[str, Any]:
+    """:func:`sweep_config`'s study as plain data (what a YAML config file holds)."""
+    return {
+        "study_name": "s",
+        "data": {"train_file": "x.jsonl"},
+        "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/m.db", "register_best": False},
+        "storage": storage,
+        "n_trials": 2,
+        "evaluation": {"enabled": False},
+        "workers": {"heartbeat_interval_s": 1, "grace_period_s": 4},
+        **settings,
+    }
 
 
 def use_backend(monkeypatch: pytest.MonkeyPatch, backend: InstantBackend) -> None:

@@ -9,7 +9,14 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from harness.backends.base import TrialStopped
 from harness.storage import ATTR_INTERRUPTED, ATTR_RETRY_OF
-from harness.study.outcome import Outcome, failure_attrs, first_of_sweep, sweep_outcome
+from harness.study.outcome import (
+    Outcome,
+    failure_attrs,
+    first_of_sweep,
+    outcome_tags,
+    recorded_outcome,
+    sweep_outcome,
+)
 
 QUOTA = TrialStopped("the API account has no quota left", stop_study=True, resumable=True)
 
@@ -83,3 +90,12 @@ def test_a_sweep_starts_at_the_first_queued_trial() -> None:
 def test_a_password_in_an_error_is_never_kept() -> None:
     attrs = failure_attrs(OSError("cannot reach postgresql://postgres:hunter2@db/optuna"), stops_study=False)
     assert "hunter2" not in str(attrs) and "postgresql://postgres:***@db/optuna" in str(attrs)
+
+
+def test_a_sweep_that_ran_no_trial_leaves_a_recorded_failure_standing() -> None:
+    every = [failed(0, OSError("disk full")), failed(1, OSError("disk full"))]
+    recorded = recorded_outcome(outcome_tags(sweep_outcome(every)))
+    assert recorded is not None and recorded.kind == "failed" and "disk full" in recorded.reason
+    assert sweep_outcome(every, first_number=2, previous=recorded) == recorded
+    assert sweep_outcome(every, first_number=2, previous=Outcome("done")).kind == "done"
+    assert recorded_outcome({}) is None and recorded_outcome({"harness.outcome": "odd"}) is None
