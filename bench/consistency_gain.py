@@ -23,12 +23,15 @@ from typing import Any
 
 import optuna
 
+from harness.metrics import CONSISTENCY, EVAL_SECONDS, HELDOUT, VS_BASELINE, MetricName, try_parse
+from harness.settings.evaluation import COMPOSITE
+
 ROOT = Path(__file__).resolve().parents[1]
 # LoRA r16 for three epochs (the seeds' middle round). Measured here: held-out composite +0.136,
 # 90% CI [+0.080, +0.189] (structure +0.34, detail +0.18, ROUGE-L +0.04, embedding -0.03); one
 # epoch of full fine-tuning moved the composite by +0.009 [-0.039, +0.056], inside the noise.
 FALLBACK = {"method": "lora", "epochs": 3, "batch_size": 4, "lr_multiplier": 2.0, "dropout": 0.05, "lora_rank": 16}
-METRIC = "consistency/heldout/consistency"
+METRIC = MetricName(CONSISTENCY, HELDOUT, COMPOSITE)
 
 
 def best_params(db: Path) -> dict[str, Any] | None:
@@ -41,6 +44,12 @@ def best_params(db: Path) -> dict[str, Any] | None:
         return None
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     return dict(study.best_trial.params) if complete and len(study.directions) == 1 else None
+
+
+def shown(name: str) -> bool:
+    """A held-out consistency mean, or its difference to the baseline (not the interval's ends)."""
+    m = try_parse(name)
+    return m is not None and m.family == CONSISTENCY and m.split == HELDOUT and m.suffix in (None, VS_BASELINE)
 
 
 def overrides(params: dict[str, Any], tmp: Path, judge: bool) -> list[str]:
@@ -85,12 +94,11 @@ def main() -> None:
             [client.get_experiment_by_name(config.study_name).experiment_id], "tags.`harness.role` = 'baseline'"
         )[0].data.metrics
     for name in sorted(metrics):
-        if name.startswith("consistency/heldout/") and not name.endswith(("_ci_low", "_ci_high")):
+        if shown(name):
             print(f"  {name:55s} trial {metrics[name]:8.4f}   baseline {baseline.get(name, float('nan')):8.4f}")
     print(f"  eval_loss: trial {metrics['eval_loss']:.4f}, baseline {baseline.get('eval_loss', float('nan')):.4f}")
-    delta = metrics[f"{METRIC}_vs_baseline"]
-    low, high = metrics[f"{METRIC}_vs_baseline_ci_low"], metrics[f"{METRIC}_vs_baseline_ci_high"]
-    seconds = metrics["eval_seconds"]
+    delta, low, high = (metrics[key] for key in METRIC.interval_keys())
+    seconds = metrics[EVAL_SECONDS]
     print(f"heldout_consistency_delta={delta:.4f} ci_low={low:.4f} ci_high={high:.4f} eval_seconds={seconds:.1f}")
 
 

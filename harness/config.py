@@ -21,9 +21,19 @@ from pydantic import (
 )
 
 from harness.hyperparams import BY_NAME
+from harness.metrics import (
+    CONSISTENCY,
+    EVAL_GENERATION_SECONDS,
+    EVAL_SECONDS,
+    JUDGE,
+    JUDGE_MISSING,
+    STUDY_SPLITS,
+    MetricName,
+    try_parse,
+)
 from harness.redaction import masked
 from harness.settings.base import Frozen
-from harness.settings.evaluation import EvaluationConfig
+from harness.settings.evaluation import COMPOSITE, EvaluationConfig
 from harness.settings.openai import OpenAIConfig
 from harness.settings.pruning import PrunerConfig, checkpoint_metrics, during_training_problem, wilcoxon_problem
 from harness.settings.search import LocalSearchSpace, ParamSpec, Range, RemoteSearchSpace, SearchSpace
@@ -104,8 +114,8 @@ class ObjectiveConfig(Frozen):
 
     @property
     def judge_inputs(self) -> list[str]:
-        """The judge scores the objective reads (``consistency/<split>/judge...``)."""
-        return [n for n in self.inputs if n.startswith("consistency/") and n.split("/")[-1].startswith("judge")]
+        """The judge's scores (overall, per criterion, missing) that the objective reads."""
+        return [n for n in self.inputs if (name := try_parse(n)) and name.family == CONSISTENCY and name.is_judge]
 
     @property
     def names(self) -> list[str]:
@@ -161,7 +171,6 @@ TRAINING_METRICS = {
         "cost_usd",
     ),
 }
-EVAL_SUFFIXES = ("", "_vs_baseline", "_vs_baseline_ci_low", "_vs_baseline_ci_high")
 # A local DPO trial's final evaluation adds TRL's preference metrics (curves: the same without eval_).
 DPO_METRICS = tuple(
     f"eval_{kind}/{name}"
@@ -249,7 +258,7 @@ class _StudyBase(Frozen):
             if name not in produced and not self._judge_metric(name):
                 raise ValueError(
                     f"{key}: no trial of this study produces {name!r}; it produces "
-                    + ", ".join(sorted(n for n in produced if "_vs_baseline" not in n))
+                    + ", ".join(sorted(n for n in produced if not (m := try_parse(n)) or m.suffix is None))
                 )
         judge = self.evaluation.judge
         if self.objective.judge_inputs and not judge.check and not judge.trust_unchecked:
@@ -290,25 +299,23 @@ class _StudyBase(Frozen):
         settings = self.evaluation
         if not settings.enabled:
             return names
-        scorers = [s for s in settings.scorers if s != "judge"] + (
-            ["consistency"] if settings.composite_scorers else []
-        )
-        if "judge" in settings.scorers:
-            scorers += ["judge", "judge_missing"]
-        names |= {"eval_seconds", "eval_generation_seconds"}
-        for split in ("train", "heldout"):
-            names |= {f"consistency/{split}/{s}{suffix}" for s in scorers for suffix in EVAL_SUFFIXES}
+        scorers = [s for s in settings.scorers if s != JUDGE] + ([COMPOSITE] if settings.composite_scorers else [])
+        if JUDGE in settings.scorers:
+            scorers += [JUDGE, JUDGE_MISSING]
+        names |= {EVAL_SECONDS, EVAL_GENERATION_SECONDS}
+        for split in STUDY_SPLITS:
+            names |= {key for s in scorers for key in MetricName(CONSISTENCY, split, s).logged_keys()}
         return names
 
     def _judge_metric(self, name: str) -> bool:
         # Per-criterion judge scores are named by the rubric, read only when the judge starts.
-        parts = name.split("/")
+        parsed = try_parse(name)
         return (
-            "judge" in self.evaluation.scorers
-            and len(parts) == 3
-            and parts[0] == "consistency"
-            and parts[1] in ("train", "heldout")
-            and parts[2].startswith("judge_")
+            JUDGE in self.evaluation.scorers
+            and parsed is not None
+            and parsed.family == CONSISTENCY
+            and parsed.split in STUDY_SPLITS
+            and parsed.is_judge
         )
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from harness.config import ObjectiveConfig
+from harness.metrics import HELDOUT, VS_BASELINE, objective_key, try_parse
 
 
 class ObjectiveMetricMissing(RuntimeError):
@@ -29,16 +30,17 @@ def objective_value(objective: ObjectiveConfig, metrics: Mapping[str, float]) ->
 def objective_metrics(objective: ObjectiveConfig, value: float | list[float]) -> dict[str, float]:
     """Pure: how the objective is logged on the trial's run."""
     if isinstance(value, list):
-        return {f"objective/{name}": v for name, v in zip(objective.names, value, strict=True)}
-    return {"objective": value}
+        return {objective_key(name): v for name, v in zip(objective.names, value, strict=True)}
+    return {objective_key(): value}
 
 
 def vs_baseline_summary(metrics: Mapping[str, float]) -> dict[str, list[float]]:
     """Pure: held-out paired differences to the baseline as {scorer metric: [mean, low, high]}."""
     summary = {}
-    for name, mean in metrics.items():
-        if name.startswith("consistency/heldout/") and name.endswith("_vs_baseline"):
-            low, high = metrics.get(f"{name}_ci_low"), metrics.get(f"{name}_ci_high")
+    for key in metrics:
+        name = try_parse(key)
+        if name is not None and name.split == HELDOUT and name.suffix == VS_BASELINE:
+            low, high = (metrics.get(k) for k in name.interval_keys()[1:])
             if low is not None and high is not None:
-                summary[name.removesuffix("_vs_baseline")] = [float(mean), float(low), float(high)]
+                summary[name.base.key] = [float(metrics[key]), float(low), float(high)]
     return summary

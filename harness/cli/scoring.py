@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.cli.common import app, console, fail, load, quiet_libraries, setup_errors
+from harness.metrics import ANSWERS, CONSISTENCY, JUDGE, MetricName
 
 
 @app.command()
@@ -55,9 +56,8 @@ def _print_scores(rows: list[dict[str, Any]], metrics: dict[str, float]) -> None
     for row in rows:
         values = ["" if row[c] is None else f"{row[c]:.3f}" for c in columns]
         table.add_row(str(row.get("id", "")), row["question"][:48], *values)
-    means = [
-        f"{metrics[f'consistency/answers/{c}']:.3f}" if f"consistency/answers/{c}" in metrics else "" for c in columns
-    ]
+    keys = [MetricName(CONSISTENCY, ANSWERS, c).key for c in columns]
+    means = [f"{metrics[k]:.3f}" if k in metrics else "" for k in keys]
     table.add_row("mean", "", *means, style="bold")
     Console().print(table)
 
@@ -80,7 +80,7 @@ def judge_check(
     except setup_errors() as exc:
         raise fail(str(exc)) from None
     _print_check(results, config.evaluation.judge.min_check_accuracy)
-    judge = next(r for r in results if r.scorer == "judge")
+    judge = next(r for r in results if r.scorer == JUDGE)
     raise typer.Exit(0 if judge.accuracy >= config.evaluation.judge.min_check_accuracy else 1)
 
 
@@ -94,6 +94,6 @@ def _print_check(results: list[Any], threshold: float) -> None:
         table.add_column(name, justify="right")
     for result in results:
         cells = [f"{c.accuracy:.2f} ({c.gap:+.2g})" if (c := result.criteria.get(name)) else "-" for name in names]
-        table.add_row(result.scorer, *cells, style="bold" if result.scorer == "judge" else None)
+        table.add_row(result.scorer, *cells, style="bold" if result.scorer == JUDGE else None)
     Console().print(table)
     console.print("cells: accuracy (mean score gap, better minus worse variant, in the scorer's units)")

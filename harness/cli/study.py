@@ -25,7 +25,9 @@ from harness.cli.common import (
     terminate_as_interrupt,
 )
 from harness.config import StudyConfig
+from harness.metrics import CONSISTENCY, HELDOUT, MetricName
 from harness.redaction import mask_url
+from harness.settings.evaluation import COMPOSITE
 
 StudyName = Annotated[str | None, typer.Option(help="override study_name")]
 NTrials = Annotated[int | None, typer.Option(help="total trials the study should reach (all workers together)")]
@@ -220,7 +222,7 @@ def _compared_metric(study: Any, rows: list[dict[str, Any]]) -> str | None:
     """The held-out scorer shown against the baseline: the objective's own, else the composite."""
     seen = {name for row in rows for name in row["vs_baseline"]}
     objective = (study.metric_names or [""])[0]
-    for name in (objective, "consistency/heldout/consistency"):
+    for name in (objective, MetricName(CONSISTENCY, HELDOUT, COMPOSITE).key):
         if name in seen:
             return name
     return None

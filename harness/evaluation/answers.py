@@ -11,6 +11,7 @@ from typing import Any
 
 from harness.data.chat import read_numbered
 from harness.evaluation.scoring import SplitScores, score_split
+from harness.metrics import ANSWERS
 from harness.settings.evaluation import EvaluationConfig
 
 REQUIRED = ("question", "reference", "answer")
@@ -68,7 +69,7 @@ def score_answers(settings: EvaluationConfig, records: Sequence[AnswerRecord], s
     weights = {s: settings.consistency_weights[s] for s in settings.composite_scorers if s in scorers}
     with _scorer_resources(settings, scorers) as (embedder, judge):
         return score_split(
-            "answers",
+            ANSWERS,
             [r.question for r in records],
             [r.reference for r in records],
             [r.answer for r in records],

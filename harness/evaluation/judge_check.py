@@ -22,6 +22,7 @@ from typing import Any
 from harness.config import ConfigError
 from harness.data.chat import Example
 from harness.evaluation import variants
+from harness.metrics import JUDGE, judge_check_key
 
 OVERALL = "overall"
 CRITERIA = ("structure", "content", "detail", "style")
@@ -71,11 +72,10 @@ class CheckResult:
         return self.criteria[OVERALL].accuracy
 
     def metrics(self) -> dict[str, float]:
-        prefix = f"judge_check/{self.scorer}"
         out: dict[str, float] = {}
         for name, c in self.criteria.items():
-            out[f"{prefix}/{name}/accuracy"] = c.accuracy
-            out[f"{prefix}/{name}/gap"] = c.gap
+            out[judge_check_key(self.scorer, name, "accuracy")] = c.accuracy
+            out[judge_check_key(self.scorer, name, "gap")] = c.gap
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -149,13 +149,13 @@ def run_judge(judge: Any, cases: Sequence[Case]) -> CheckResult:
     for name in variants.VARIANTS:
         items = [JudgeItem(c.question, c.reference, c.answers[name]) for c in cases]
         scores[name] = [{**s.criteria, OVERALL: s.overall} for s in judge.score_many(items)]
-    return rank("judge", cases, scores)
+    return rank(JUDGE, cases, scores)
 
 
 def run_scorers(
     columns_for: Callable[[Sequence[str], Sequence[str]], dict[str, list[Any]]], cases: Sequence[Case]
 ) -> list[CheckResult]:
-    """The same check for each deterministic scorer and the composite (``consistency``)."""
+    """The same check for each deterministic scorer and the composite."""
     references = [c.reference for c in cases]
     per_variant = {name: columns_for([c.answers[name] for c in cases], references) for name in variants.VARIANTS}
     results = []
@@ -207,7 +207,7 @@ def run_check(config: Any) -> list[CheckResult]:
     from harness.evaluation.embedding import load_embedder
     from harness.evaluation.judge_session import open_judge
     from harness.evaluation.scoring import composite, deterministic_columns
-    from harness.settings.evaluation import DETERMINISTIC
+    from harness.settings.evaluation import COMPOSITE, DETERMINISTIC
 
     settings = config.evaluation
     train, _ = load_splits(config.data, config.system_prompt)
@@ -216,7 +216,7 @@ def run_check(config: Any) -> list[CheckResult]:
 
     def columns_for(answers: Sequence[str], references: Sequence[str]) -> dict[str, list[Any]]:
         columns = deterministic_columns(DETERMINISTIC, answers, references, embedder)
-        return {**columns, "consistency": composite(columns, weights)}
+        return {**columns, COMPOSITE: composite(columns, weights)}
 
     cases = build_cases(train, settings.judge.check_size, settings.sample_seed)
     with open_judge(settings.judge) as judge:

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.metrics import interval_keys
+
 # A per-example value: one numeric column, or a weighted sum of columns (a composite objective).
 Column = str | Mapping[str, float]
 # Bootstrap draws are made in chunks of at most this many indices, so memory stays flat for large n.
@@ -45,8 +47,9 @@ class PairedDiff:
         """The interval of (b - a)."""
         return replace(self, mean=-self.mean, low=-self.high, high=-self.low)
 
-    def as_metrics(self, prefix: str) -> dict[str, float]:
-        return {prefix: self.mean, f"{prefix}_ci_low": self.low, f"{prefix}_ci_high": self.high}
+    def as_metrics(self, key: str) -> dict[str, float]:
+        """The mean under ``key`` and the interval's ends beside it."""
+        return dict(zip(interval_keys(key), (self.mean, self.low, self.high), strict=True))
 
     def describe(self) -> str:
         """E.g. ``+0.041 [90% CI +0.012, +0.070], n=40``."""

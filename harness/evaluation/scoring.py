@@ -10,6 +10,7 @@ from typing import Any
 from harness.evaluation.embedding import Embedder
 from harness.evaluation.judge import Judge, JudgeItem, JudgeScore
 from harness.evaluation.scorers import count_missing, mean_ignoring_missing, rouge_l
+from harness.metrics import CONSISTENCY, JUDGE, JUDGE_MISSING, MetricName, judge_criterion
 from harness.settings.evaluation import COMPOSITE
 
 # Columns of a split's table that are text, not scores.
@@ -18,7 +19,7 @@ TEXT_COLUMNS = ("id", "question", "reference", "answer", "judge_reasons", "judge
 
 @dataclass
 class SplitScores:
-    """``metrics``: consistency/{split}/{scorer} means; ``rows``: one dict per example."""
+    """``metrics``: the split's mean per scorer (``MetricName``); ``rows``: one dict per example."""
 
     split: str
     metrics: dict[str, float] = field(default_factory=dict)
@@ -65,7 +66,7 @@ def score_split(
     columns = deterministic_columns(tuple(scorers), answers, references, embedder)
     if weights:
         columns[COMPOSITE] = composite(columns, weights)
-    if "judge" in tuple(scorers):
+    if JUDGE in tuple(scorers):
         if judge is None:
             raise ValueError("the judge scorer needs a judge")
         items = [JudgeItem(*triple) for triple in zip(questions, references, answers, strict=True)]
@@ -97,9 +98,9 @@ def deterministic_columns(
 
 
 def _judge_columns(scores: list[JudgeScore], keys: Sequence[str]) -> dict[str, list[Any]]:
-    columns: dict[str, list[Any]] = {"judge": [s.overall for s in scores]}
+    columns: dict[str, list[Any]] = {JUDGE: [s.overall for s in scores]}
     for key in keys:
-        columns[f"judge_{key}"] = [s.criteria.get(key) for s in scores]
+        columns[judge_criterion(key)] = [s.criteria.get(key) for s in scores]
     columns["judge_reasons"] = [s.reasons for s in scores]
     columns["judge_error"] = [s.error for s in scores]
     return columns
@@ -112,9 +113,9 @@ def _metrics(split: str, columns: dict[str, list[Any]]) -> dict[str, float]:
             continue
         mean = mean_ignoring_missing(values)
         if mean is not None:  # an all-missing scorer logs nothing rather than a fake 0
-            metrics[f"consistency/{split}/{name}"] = mean
-    if "judge" in columns:
-        metrics[f"consistency/{split}/judge_missing"] = float(count_missing(columns["judge"]))
+            metrics[MetricName(CONSISTENCY, split, name).key] = mean
+    if JUDGE in columns:
+        metrics[MetricName(CONSISTENCY, split, JUDGE_MISSING).key] = float(count_missing(columns[JUDGE]))
     return metrics
 
 

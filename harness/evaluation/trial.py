@@ -18,6 +18,7 @@ from harness.answering import Answerer, TokenCounter
 from harness.config import ConfigError
 from harness.data.chat import Example, digest
 from harness.evaluation.scoring import score_split
+from harness.metrics import CONSISTENCY, EVAL_GENERATION_SECONDS, EVAL_SECONDS, HELDOUT, TRAIN, MetricName
 from harness.settings.evaluation import EvaluationConfig
 from harness.tracking import TAG_EVAL_DIGEST, Tracker
 
@@ -84,7 +85,7 @@ def vs_baseline(
             rows, baseline, column, level=settings.confidence_level, resamples=settings.bootstrap_resamples
         )
         if diff is not None:
-            metrics |= diff.as_metrics(f"consistency/{split}/{column}_vs_baseline")
+            metrics |= diff.as_metrics(MetricName(CONSISTENCY, split, column).vs_baseline().key)
     return metrics
 
 
@@ -178,7 +179,7 @@ class Evaluator:
         if self.judge is not None:
             self.tracker.log_params(run_id, self.judge.params())
             metrics |= self._judge_counters()
-        return metrics | {"eval_seconds": time.perf_counter() - started, "eval_generation_seconds": generating}
+        return metrics | {EVAL_SECONDS: time.perf_counter() - started, EVAL_GENERATION_SECONDS: generating}
 
     def skip_judge_counts(self) -> None:
         """Calls made outside an evaluation (the judge check) are not counted against the next one."""
@@ -221,7 +222,7 @@ def open_evaluator(
         return
     held = sample(heldout, settings.heldout_sample_size, settings.sample_seed)
     train_size = len(held) if settings.train_sample_size is None else settings.train_sample_size
-    splits = {"train": sample(train, train_size, settings.sample_seed), "heldout": held}
+    splits = {TRAIN: sample(train, train_size, settings.sample_seed), HELDOUT: held}
     embedder = None
     if "embedding" in settings.scorers:
         from harness.evaluation.embedding import load_embedder

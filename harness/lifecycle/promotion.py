@@ -1,7 +1,7 @@
 """The promotion gate, pure: does the candidate beat the champion by more than the noise?
 
-When the objective is a per-example score (``consistency/{split}/{column}``, or a weighted sum of
-such columns on one split), both models' answers to the same prompts are compared pair by pair,
+When the objective is a per-example score (a consistency scorer's mean on one split, or a weighted
+sum of such scores on one split), both models' answers to the same prompts are compared pair by pair,
 and the candidate wins only when the lower end of the paired interval of its improvement clears
 ``promotion.min_delta``. A difference of means over a few dozen examples is mostly noise; without
 this, every lucky trial would take the alias. So without both per-example tables there is no
@@ -18,8 +18,7 @@ from typing import Any
 
 from harness.config import ObjectiveConfig, PromotionConfig
 from harness.evaluation.paired import Column, PairedDiff, compare_rows
-
-CONSISTENCY = "consistency"
+from harness.metrics import CONSISTENCY, try_parse
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,7 @@ class PerExample:
     """How to compute the objective from one row of a split's table: ``weights`` maps a column
     to its weight (a single metric is one column of weight 1)."""
 
-    name: str  # the objective as the study names it ("consistency/heldout/rouge_l", "composite")
+    name: str  # the objective as the study names it (a metric key, or "composite")
     direction: str
     split: str
     weights: Mapping[str, float]
@@ -41,11 +40,11 @@ class PerExample:
 
 
 def parse_metric(metric: str) -> tuple[str, str] | None:
-    """``consistency/{split}/{column}`` -> (split, column); None for any other metric."""
-    parts = metric.split("/")
-    if len(parts) != 3 or parts[0] != CONSISTENCY or not parts[1] or not parts[2]:
+    """A consistency score's (split, column of the split's table); None for any other metric."""
+    name = try_parse(metric)
+    if name is None or name.family != CONSISTENCY:
         return None
-    return parts[1], parts[2]
+    return name.split, name.column
 
 
 def per_example(objective: ObjectiveConfig) -> PerExample | None:
@@ -97,7 +96,7 @@ def strictly_better(candidate: float, champion: float, direction: str) -> bool:
 
 
 def interval_text(spec: PerExample, interval: PairedDiff) -> str:
-    """E.g. ``consistency/heldout/rouge_l +0.041 [90% CI +0.012, +0.070]``."""
+    """E.g. ``<objective> +0.041 [90% CI +0.012, +0.070]``."""
     return f"{spec.name} {interval.mean:+.3g} [{interval.level:.0%} CI {interval.low:+.3g}, {interval.high:+.3g}]"
 
 

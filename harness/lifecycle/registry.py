@@ -42,6 +42,7 @@ from harness.lifecycle.promotion import decide, per_example
 from harness.lifecycle.selection import Scores, objective_scores, select_best
 from harness.lifecycle.serving import log_model, tracking_uri
 from harness.lifecycle.weights import trial_model
+from harness.metrics import CONSISTENCY, HELDOUT, MetricName, objective_key, objective_of, try_parse
 from harness.storage import ATTR_RUN_ID, make_storage
 from harness.tracking import (
     LINEAGE_TAGS,
@@ -84,9 +85,9 @@ def version_tags(run: Any, objective: ObjectiveConfig) -> dict[str, str]:
     tags["harness.objective_directions"] = json.dumps(dict(zip(objective.names, objective.directions, strict=True)))
     metrics = run.data.metrics
     for name, value in objective_scores(metrics, objective).items():
-        tags[f"objective/{name}"] = f"{value:.6g}"
+        tags[objective_key(name)] = f"{value:.6g}"
     for key, value in metrics.items():
-        if key.startswith("consistency/") or key == "eval_loss":
+        if try_parse(key) or key == "eval_loss":
             tags[key] = f"{value:.6g}"
     return tags
 
@@ -178,6 +179,12 @@ def register_best(config: StudyConfig, study: Any = None) -> Any | None:
     return version
 
 
+def _heldout_score(key: str) -> MetricName | None:
+    """The held-out consistency score a version's tag names, if it names one."""
+    name = try_parse(key)
+    return name if name is not None and name.family == CONSISTENCY and name.split == HELDOUT else None
+
+
 def version_rows(client: Any, name: str) -> list[dict[str, str]]:
     """One row per version, newest first: aliases, source trial, objective, held-out scores."""
     by_version: dict[str, list[str]] = {}
@@ -186,8 +193,8 @@ def version_rows(client: Any, name: str) -> list[dict[str, str]]:
     rows = []
     for v in sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: -int(v.version)):
         tags = v.tags
-        scores = {k.removeprefix("consistency/"): tags[k] for k in sorted(tags) if k.startswith("consistency/heldout/")}
-        objective = {k.removeprefix("objective/"): tags[k] for k in sorted(tags) if k.startswith("objective/")}
+        scores = {m.short: tags[k] for k in sorted(tags) if (m := _heldout_score(k))}
+        objective = {name: tags[k] for k in sorted(tags) if (name := objective_of(k))}
         rows.append(
             {
                 "version": v.version,

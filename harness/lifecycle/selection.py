@@ -14,6 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from harness.config import ObjectiveConfig
 from harness.lifecycle.promotion import strictly_better
+from harness.metrics import CONSISTENCY, try_parse
 from harness.objective import ObjectiveMetricMissing, objective_value
 from harness.tracking import TAG_DATASET, TAG_EVAL_DIGEST
 
@@ -59,8 +60,7 @@ def objective_scores(metrics: Mapping[str, float], objective: ObjectiveConfig) -
 def evaluation_only(objective: ObjectiveConfig) -> bool:
     """Whether every objective metric comes from the consistency evaluation (so re-evaluation can
     reproduce it); eval_loss, say, comes from training and cannot."""
-    names = [t.metric for t in objective.metrics] or list(objective.weights) or [objective.metric]
-    return all(n.startswith("consistency/") for n in names)
+    return all((name := try_parse(n)) is not None and name.family == CONSISTENCY for n in objective.inputs)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from harness.config import ObjectiveConfig
+from harness.metrics import parse
 from harness.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,10 @@ def _objective(trial: FrozenTrial) -> float | list[float] | None:
 
 
 def _flat_vs(row: dict[str, Any]) -> dict[str, float]:
+    """The paired differences as columns named as their MLflow metrics are."""
     out = {}
-    for name, (mean, low, high) in row["vs_baseline"].items():
-        out |= {f"{name}_vs_baseline": mean, f"{name}_ci_low": low, f"{name}_ci_high": high}
+    for name, values in row["vs_baseline"].items():
+        out |= dict(zip(parse(name).interval_keys(), values, strict=True))
     return out
 
 

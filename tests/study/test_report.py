@@ -57,3 +57,19 @@ def test_the_pareto_front_is_rewritten_not_appended(tmp_path: Path) -> None:
     front = read_table(uri, parent, "pareto_front.json", tmp_path)
     assert sorted(r["number"] for r in front) == sorted(t.number for t in study.best_trials)
     assert len(read_table(uri, parent, "trials.json", tmp_path)) == 3
+
+
+def test_trials_json_names_the_baseline_intervals_as_mlflow_does(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    study = optuna.create_study()
+    trial = study.ask()
+    trial.set_user_attr("harness.vs_baseline", {"consistency/heldout/rouge_l": [0.1, 0.02, 0.2]})
+    study.tell(trial, 1.0)
+    tracker = Tracker(uri, "s")
+    parent = tracker.parent_run("s", {})
+    summarise(study, tracker, parent, ObjectiveConfig(metric="loss"))
+
+    [row] = read_table(uri, parent, "trials.json", tmp_path)
+    assert row["consistency/heldout/rouge_l_vs_baseline"] == 0.1
+    assert row["consistency/heldout/rouge_l_vs_baseline_ci_low"] == 0.02
+    assert row["consistency/heldout/rouge_l_vs_baseline_ci_high"] == 0.2
