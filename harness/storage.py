@@ -8,6 +8,7 @@ away (a restart, a failover, a network cut) is waited for, up to ``workers.recon
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
 import os
 import threading
@@ -41,6 +42,21 @@ ATTR_INTERRUPTED = "harness.interrupted"
 ATTR_VS_BASELINE = "harness.vs_baseline"
 ATTR_RETRY_OF = "harness.retry_of"
 ATTR_WORKER = "harness.worker"
+# A confirmation trial (harness.study.confirm): the search trial whose configuration it trains again,
+# and which further seed k it trains with; its MLflow run carries both as tags of the same names.
+ATTR_REPEAT_OF = "harness.repeat_of"
+ATTR_REPEAT = "harness.repeat"
+# On the study: which configurations were queued for confirmation, with how many seeds.
+ATTR_CONFIRM = "harness.confirm"
+# On the study: the confirmed configurations, as harness.lifecycle.confirmed computed them.
+ATTR_CONFIRMED = "harness.confirmed"
+
+
+def repeat_of(trial: FrozenTrial) -> int | None:
+    """The number of the search trial whose configuration ``trial`` trains again with another
+    seed; None for a trial of the search itself."""
+    original = trial.user_attrs.get(ATTR_REPEAT_OF)
+    return None if original is None else int(original)
 
 
 class StorageError(ConfigError):
@@ -72,7 +88,15 @@ def make_storage(
         # After an outage every live worker writes a heartbeat within one retry wait and one interval.
         settle_s = heartbeat.grace_s + RECONNECT_BACKOFF_CAP_S
     storage = wait_for_database(lambda: optuna.storages.RDBStorage(url, **kwargs), reconnect_s, url=url)
-    return ReconnectingStorage(storage, reconnect_s, settle_s)
+    return ReconnectingStorage(storage, reconnect_s, settle_s, _claims_file(url))
+
+
+def _claims_file(url: str) -> str | None:
+    """A lock file beside a SQLite database, which every worker process on it shares."""
+    if not url.startswith("sqlite:///") or ":memory:" in url:
+        return None
+    path = Path(url.removeprefix("sqlite:///")).expanduser().resolve()
+    return str(path.parent / f".{path.name}.claims.lock")
 
 
 def is_journal(url: str) -> bool:
@@ -212,15 +236,30 @@ class ReconnectingStorage(BaseStorage, BaseHeartbeat):
     gives live workers time to write theirs again (their own waits end within a retry's wait).
     """
 
-    def __init__(self, inner: optuna.storages.RDBStorage, patience_s: float, settle_s: float | None = None) -> None:
+    def __init__(
+        self,
+        inner: optuna.storages.RDBStorage,
+        patience_s: float,
+        settle_s: float | None = None,
+        claims_file: str | None = None,
+    ) -> None:
+        from filelock import FileLock
+
         self.inner = inner
         self.patience_s = patience_s
         self.settle_s = settle_s
+        self.claims_file = claims_file
         self.back_at: float | None = None  # time.monotonic() when the database last came back
         self._claims = threading.Lock()
+        self._process_claims = FileLock(claims_file) if claims_file else contextlib.nullcontext()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"inner": self.inner, "patience_s": self.patience_s, "settle_s": self.settle_s}
+        return {
+            "inner": self.inner,
+            "patience_s": self.patience_s,
+            "settle_s": self.settle_s,
+            "claims_file": self.claims_file,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
@@ -245,8 +284,10 @@ class ReconnectingStorage(BaseStorage, BaseHeartbeat):
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
         # Optuna claims a queued trial (WAITING -> RUNNING) by a read, then a write; SQLite ignores
         # its FOR UPDATE, so two threads of one process (parallel remote trials) could both claim
-        # one retry and pay for two jobs. One state change at a time per process closes that.
-        with self._claims:
+        # one retry and pay for two jobs. One state change at a time per process closes that, and
+        # on SQLite a file lock beside the database does the same for its worker processes (two
+        # workers both claimed one queued confirmation trial without it).
+        with self._claims, self._process_claims:
             return self.waiting(lambda: self.inner.set_trial_state_values(trial_id, state, values))
 
     def _came_back(self) -> None:

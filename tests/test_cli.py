@@ -90,6 +90,23 @@ def test_trials_lists_the_study(tmp_path: Path) -> None:
     assert missing.exit_code == 2
 
 
+def test_trials_shows_repeats_and_the_confirmed_configurations(tmp_path: Path) -> None:
+    from harness.storage import ATTR_CONFIRMED, ATTR_REPEAT, ATTR_REPEAT_OF
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(study_name="confirmed", storage=storage, direction="maximize")
+    study.enqueue_trial({"epochs": 2})
+    study.enqueue_trial({"epochs": 2}, user_attrs={ATTR_REPEAT_OF: 0, ATTR_REPEAT: 1})
+    study.optimize(lambda t: t.suggest_int("epochs", 1, 3) * 0.1, n_trials=2)
+    row = {"trial": 0, "trials": [0, 1], "runs": 2, "mean": 0.2, "seed_sd": 0.01, "params": {"epochs": 2}}
+    study.set_user_attr(ATTR_CONFIRMED, [{**row, "vs_baseline": [0.05, 0.01, 0.09], "best": True}])
+    result = runner.invoke(app, ["trials", "confirmed", "--storage", storage], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "1 (repeat of 0)" in result.output and "confirmed configurations" in result.output
+    assert "0 (best)" in result.output and "0, 1" in result.output
+    assert "+0.050 [+0.010, +0.090]" in result.output and "0.0100" in result.output
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

@@ -47,6 +47,9 @@ class TrialContext:
     # to the pruner and returns it signed so that higher is better; raises optuna.TrialPruned when
     # the pruner says so. None: the objective is measured only after training.
     checkpoint: Callable[[Checkpoint], float] | None = None
+    # 0 for a search trial; k for the k-th confirmation repeat of a configuration, which trains
+    # with its seed offset by k (training.seed + k locally, the job's seed + k remotely).
+    repeat: int = 0
 
 
 class TrialStopped(Exception):

@@ -199,11 +199,32 @@ def _print_trials(study: Any) -> None:
     for row in rows:
         params = ", ".join(f"{k}={short(v)}" for k, v in row["params"].items())
         objective = _objective_text(row["objective"])
-        cells = [str(row["number"]), row["state"], params, objective, row["mlflow_run_id"]]
+        number = str(row["number"]) if row["repeat_of"] is None else f"{row['number']} (repeat of {row['repeat_of']})"
+        cells = [number, row["state"], params, objective, row["mlflow_run_id"]]
         if compared:
             mean, low, high = row["vs_baseline"].get(compared, (None, None, None))
             cells.append("" if mean is None else f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]")
         table.add_row(*cells)
+    Console().print(table)
+    _print_confirmed(study)
+
+
+def _print_confirmed(study: Any) -> None:
+    """The confirmed configurations (``confirm:``): each judged over all its runs, the best marked."""
+    from harness.storage import ATTR_CONFIRMED
+
+    rows = study.user_attrs.get(ATTR_CONFIRMED)
+    if not rows:
+        return
+    table = Table(title=f"confirmed configurations: {_objective_header(study)} over training seeds and prompts")
+    for column in ("trial", "runs", "mean", "vs baseline [CI]", "seed sd", "trials"):
+        table.add_column(column)
+    for row in rows:
+        diff = row["vs_baseline"]
+        interval = "" if diff is None else f"{diff[0]:+.3f} [{diff[1]:+.3f}, {diff[2]:+.3f}]"
+        trial = f"{row['trial']} (best)" if row["best"] else str(row["trial"])
+        trials = ", ".join(map(str, row["trials"]))
+        table.add_row(trial, str(row["runs"]), f"{row['mean']:.4f}", interval, f"{row['seed_sd']:.4f}", trials)
     Console().print(table)
 
 

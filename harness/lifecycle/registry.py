@@ -28,6 +28,7 @@ from harness.config import ObjectiveConfig, StudyConfig
 from harness.evaluation.paired import PairedDiff
 from harness.evaluation.tables import table_path
 from harness.lifecycle import model_format
+from harness.lifecycle.confirmed import confirmed_best
 from harness.lifecycle.evidence import (
     Measured,
     Opponent,
@@ -157,7 +158,8 @@ def load_study(config: StudyConfig) -> Any:
 
 def best_run_id(config: StudyConfig, study: Any = None) -> str | None:
     study = study or load_study(config)
-    best = select_best(study.get_trials(deepcopy=False), config.objective)
+    # A confirmed study's best is the configuration best over all its runs; its search trial's run.
+    best = confirmed_best(study) or select_best(study.get_trials(deepcopy=False), config.objective)
     return best.user_attrs.get(ATTR_RUN_ID) if best is not None else None
 
 

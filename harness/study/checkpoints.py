@@ -32,6 +32,8 @@ class CheckpointHook:
     scorer: CheckpointScorer | None
     log_metrics: Callable[[Mapping[str, float], int], None]
     positions: list[int] = field(default_factory=list)
+    # False for a confirmation repeat: measured (keep: best reads it) but never reported or pruned.
+    prunable: bool = True
 
     def __post_init__(self) -> None:
         if self.scorer is not None:
@@ -48,7 +50,9 @@ class CheckpointHook:
         self.log_metrics({**curve, metrics.objective_key(): value, CHECKPOINT_SECONDS: seconds}, checkpoint.step)
         self.trial.set_user_attr(ATTR_TRAINED_EPOCHS, checkpoint.epoch)
         pruner = self.config.pruner
-        if report_checkpoint(self.trial, pruner, value, per_prompt, self.positions, checkpoint.number):
+        if self.prunable and report_checkpoint(
+            self.trial, pruner, value, per_prompt, self.positions, checkpoint.number
+        ):
             name = objective.names[0]
             raise optuna.TrialPruned(
                 prune_reason(pruner, name, value, checkpoint.number, checkpoint.epoch, checkpoint.step)
@@ -73,8 +77,9 @@ def checkpoint_hook(
     config: StudyConfig,
     scorer: CheckpointScorer | None,
     log_metrics: Callable[[Mapping[str, float], int], None],
+    prunable: bool = True,
 ) -> CheckpointHook | None:
     """The trial's hook, or None when the objective is measured only after training."""
     if not config.evaluation.during_training.enabled:
         return None
-    return CheckpointHook(trial, config, scorer, log_metrics)
+    return CheckpointHook(trial, config, scorer, log_metrics, prunable=prunable)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,8 @@ from harness.lifecycle.lineage import resolve_base
 from harness.lifecycle.registry import register_best
 from harness.lifecycle.retention import apply_retention
 from harness.storage import ATTR_RUN_ID
-from harness.study import report
+from harness.study import confirm, report
+from harness.study.confirm import enqueue_repeats
 from harness.study.coordination import study_lock
 from harness.study.journal import fail_orphans, sole_worker
 from harness.study.outcome import Outcome, first_of_sweep, outcome_tags, recorded_outcome, sweep_outcome
@@ -109,12 +111,16 @@ def _join_and_work(config: StudyConfig, progress: Any, max_trials: int | None) -
                     ensure_baseline(backend, evaluator, tracker, parent_id, tags)
             runner = TrialRunner(config, backend, tracker, parent_id, tags, progress, evaluator, scorer)
             work_until_done(study, runner, config, max_trials, progress)
+            if config.confirm is not None:  # the search is over: its best configurations again
+                enqueue_repeats(config, study)
+                work_until_done(study, runner, config, max_trials, progress, phase="confirm")
         except BaseException as error:
             with study_lock(config.storage, f"{config.study_name}:setup"):
                 status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
                 close_parent(config, study, tracker, parent_id, status)
             raise
-        outcome = conclude_and_close(config, study, tracker, parent_id, first)
+        baseline_rows = evaluator.baseline_rows if evaluator is not None else None
+        outcome = conclude_and_close(config, study, tracker, parent_id, first, baseline_rows)
     return SweepResult(study, parent_id, _started(study) - started_before, reconciled, outcome)
 
 
@@ -133,7 +139,12 @@ def sweep_start(study: optuna.Study, tracker: Tracker, parent_id: str, joined: b
 
 
 def conclude_and_close(
-    config: StudyConfig, study: optuna.Study, tracker: Tracker, parent_id: str, first: int
+    config: StudyConfig,
+    study: optuna.Study,
+    tracker: Tracker,
+    parent_id: str,
+    first: int,
+    baseline_rows: Mapping[str, list[dict[str, Any]]] | None = None,
 ) -> Outcome:
     """The sweep's outcome, kept on the parent run with its reason; then the parent run's end.
 
@@ -146,7 +157,7 @@ def conclude_and_close(
             outcome = conclude(study, tracker, parent_id, first)
             status = outcome.parent_status
         finally:
-            close_parent(config, study, tracker, parent_id, status)
+            close_parent(config, study, tracker, parent_id, status, baseline_rows)
     return outcome
 
 
@@ -173,12 +184,23 @@ def describe_parent(
         log_judge_check(tracker, parent_id, config, check)
 
 
-def close_parent(config: StudyConfig, study: optuna.Study, tracker: Tracker, parent_id: str, status: str) -> None:
-    """Summarise; the last worker out registers the best model, applies retention, ends the parent run."""
+def close_parent(
+    config: StudyConfig,
+    study: optuna.Study,
+    tracker: Tracker,
+    parent_id: str,
+    status: str,
+    baseline_rows: Mapping[str, list[dict[str, Any]]] | None = None,
+) -> None:
+    """Summarise; the last worker out concludes the confirmation (which names the best
+    configuration), registers the best model, applies retention, ends the parent run."""
     others_running = running_elsewhere(study)
     try:
+        last_out = not others_running and status == "FINISHED"
+        if last_out and config.confirm is not None:
+            confirm.conclude(config, study, tracker, parent_id, baseline_rows)
         report.summarise(study, tracker, parent_id, config.objective)
-        if others_running or status != "FINISHED":
+        if not last_out:
             return  # another worker is mid-trial: the parent run is still running, truthfully
         if config.mlflow.register_best:
             register_best(config, study)
@@ -191,7 +213,12 @@ def close_parent(config: StudyConfig, study: optuna.Study, tracker: Tracker, par
 
 
 def work_until_done(
-    study: optuna.Study, runner: TrialRunner, config: StudyConfig, max_trials: int | None, progress: Any
+    study: optuna.Study,
+    runner: TrialRunner,
+    config: StudyConfig,
+    max_trials: int | None,
+    progress: Any,
+    phase: str = "study",
 ) -> None:
     """Run trials while the study needs them; then wait while other workers' trials run.
 
@@ -204,7 +231,7 @@ def work_until_done(
     callbacks: list[Any] = [stop_when_done(config.n_trials)] if config.n_trials is not None else []
     if progress is not None:
         total = trial_budget(config, study, max_trials)
-        callbacks.append(report.progress_callback(progress, total))
+        callbacks.append(report.progress_callback(progress, total, phase))
     while (left := deadline - time.monotonic()) > 0:
         others_running = running_elsewhere(study)  # fails (and queues again) dead workers' trials first
         own_left = None if max_trials is None else max_trials - runner.started

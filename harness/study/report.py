@@ -9,7 +9,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from harness.config import ObjectiveConfig
+from harness.lifecycle.confirmed import confirmed_best
 from harness.metrics import parse
+from harness.storage import repeat_of
 from harness.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -20,6 +22,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     return [
         {
             "number": t.number,
+            "repeat_of": repeat_of(t),  # a confirmation run of that search trial's configuration
             "state": t.state.name,
             "params": dict(t.params),
             "objective": _objective(t),
@@ -47,11 +50,12 @@ def _flat_vs(row: dict[str, Any]) -> dict[str, float]:
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The best COMPLETE trial, or None while there is none or the study is multi-objective."""
+    """The search trial of the configuration confirmation chose, else the best COMPLETE trial;
+    None while there is none or the study is multi-objective."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete or len(study.directions) > 1:
         return None
-    return study.best_trial
+    return confirmed_best(study) or study.best_trial
 
 
 def _plots(study: optuna.Study) -> dict[str, Any]:
@@ -117,13 +121,13 @@ def summarise(study: optuna.Study, tracker: Tracker, parent_id: str, objective: 
     )
 
 
-def progress_callback(progress: Any, total: int | None) -> Any:
+def progress_callback(progress: Any, total: int | None, phase: str = "study") -> Any:
     """An Optuna callback that advances a rich progress bar by one per finished trial."""
-    task = progress.add_task("study", total=total)
+    task = progress.add_task(phase, total=total)
 
     def advance(study: optuna.Study, trial: FrozenTrial) -> None:
         best = best_trial(study)
-        text = f"study (best {best.value:.4f})" if best is not None and best.value is not None else "study"
+        text = f"{phase} (best {best.value:.4f})" if best is not None and best.value is not None else phase
         progress.update(task, advance=1, description=text)
 
     return advance

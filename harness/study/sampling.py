@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from harness.config import SamplerConfig, StudyConfig
 from harness.search_space import TrialParams, suggest
-from harness.storage import ATTR_RETRY_OF
+from harness.storage import ATTR_RETRY_OF, repeat_of
 
 # The trial's user attr and its MLflow run's tag: the seed its sampler drew with.
 SEED_KEY = "harness.sampler_seed"
@@ -106,7 +106,9 @@ class PerTrialSeed(optuna.samplers.BaseSampler):
     ) -> None:
         with self._guard:
             sampler = self._by_trial.pop(trial.number, None)
-        if sampler is not None:  # a trial this worker did not sample (a dead worker's, failed here) needs none
+        # A trial this worker did not sample (a dead worker's, failed here) needs none. A confirmation
+        # repeat is no part of the search: a grid it completes again must not stop the study.
+        if sampler is not None and repeat_of(trial) is None:
             sampler.after_trial(study, trial, state, values)
 
     def reseed_rng(self) -> None:

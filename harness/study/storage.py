@@ -15,7 +15,16 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from harness.config import StudyConfig
-from harness.storage import ATTR_INTERRUPTED, ATTR_RETRY_OF, ATTR_RUN_ID, HeartbeatOptions, make_storage
+from harness.storage import (
+    ATTR_INTERRUPTED,
+    ATTR_REPEAT,
+    ATTR_REPEAT_OF,
+    ATTR_RETRY_OF,
+    ATTR_RUN_ID,
+    HeartbeatOptions,
+    make_storage,
+    repeat_of,
+)
 from harness.study.pruning import make_pruner
 from harness.study.sampling import make_sampler
 from harness.tracking import Tracker
@@ -81,23 +90,28 @@ def recover(study: optuna.Study) -> list[int]:
         attrs = trial.user_attrs
         if trial.state != TrialState.FAIL or not attrs.get(ATTR_INTERRUPTED) or trial.number in retried:
             continue
-        carried = {k: v for k, v in attrs.items() if k.startswith("resume.")}
+        # A confirmation trial's retry is still that repeat (harness.study.confirm).
+        carried = {k: v for k, v in attrs.items() if k.startswith("resume.") or k in (ATTR_REPEAT_OF, ATTR_REPEAT)}
         study.enqueue_trial(trial.params, user_attrs={ATTR_RETRY_OF: trial.number, **carried})
         requeued.append(trial.number)
     return requeued
 
 
 def trials_done(study: optuna.Study) -> int:
-    """Trials that count against n_trials: finished, running or failed for good.
+    """Search trials that count against n_trials: finished, running or failed for good.
 
     Interrupted trials and dead workers' trials run again, so they do not count; trials running in
-    other workers do, so that workers together run n_trials, not n_trials each.
+    other workers do, so that workers together run n_trials, not n_trials each. Confirmation trials
+    (repeats of a configuration with another seed) are not part of the search and never count.
     """
     trials = study.get_trials(deepcopy=False)
     retried = {retry_of(t) for t in trials}
     return sum(
-        t.state in (*FINISHED, TrialState.RUNNING)
-        or (t.state == TrialState.FAIL and not t.user_attrs.get(ATTR_INTERRUPTED) and t.number not in retried)
+        repeat_of(t) is None
+        and (
+            t.state in (*FINISHED, TrialState.RUNNING)
+            or (t.state == TrialState.FAIL and not t.user_attrs.get(ATTR_INTERRUPTED) and t.number not in retried)
+        )
         for t in trials
     )
 

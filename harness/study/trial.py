@@ -16,7 +16,15 @@ from harness.config import ObjectiveConfig, StudyConfig
 from harness.lifecycle.weights import best_so_far, keep_weights
 from harness.objective import objective_metrics, objective_value, vs_baseline_summary
 from harness.search_space import suggest
-from harness.storage import ATTR_INTERRUPTED, ATTR_RUN_ID, ATTR_VS_BASELINE, ATTR_WORKER
+from harness.storage import (
+    ATTR_INTERRUPTED,
+    ATTR_REPEAT,
+    ATTR_REPEAT_OF,
+    ATTR_RUN_ID,
+    ATTR_VS_BASELINE,
+    ATTR_WORKER,
+    repeat_of,
+)
 from harness.study.checkpoints import checkpoint_hook
 from harness.study.coordination import study_lock
 from harness.study.outcome import failure_attrs
@@ -66,6 +74,11 @@ def model_tags(result: TrainResult) -> dict[str, str]:
     return tags
 
 
+def run_name(number: int, original: int | None, repeat: int) -> str:
+    """``trial-7``, or for a confirmation trial ``trial-7 (repeat of 3, seed 2)``: the k-th further seed."""
+    return f"trial-{number}" if original is None else f"trial-{number} (repeat of {original}, seed {repeat})"
+
+
 def _spent(trial: optuna.Trial, key: str) -> float:
     others = trial.study.get_trials(deepcopy=False)
     return float(sum(t.user_attrs.get(key, 0.0) for t in others if t.number != trial.number))
@@ -109,18 +122,25 @@ class TrialRunner:
         self.current = trial.number
         seed = seed_of(trial, self.config.sampler)
         params = suggest(trial, self.config.search_space)
+        original, repeat = repeat_of(trial), int(trial.user_attrs.get(ATTR_REPEAT, 0))
         tags = {**self.run_tags, TAG_STUDY: self.config.study_name, TAG_TRIAL: str(trial.number)}
+        if original is not None:  # a confirmation trial: tagged so, so that its configuration is found
+            tags |= {ATTR_REPEAT_OF: str(original), ATTR_REPEAT: str(repeat)}
         if seed is not None:  # what its parameters were drawn with, to reproduce them
             trial.set_user_attr(SEED_KEY, seed)
             tags[SEED_KEY] = str(seed)
         trial.set_user_attr(ATTR_WORKER, f"{socket.gethostname()}:{os.getpid()}")  # for people; heartbeats decide
         self.tracker.reopen(self.parent_run_id)  # a worker that finished earlier may have ended it
-        run_id = self.tracker.child_run(self.parent_run_id, f"trial-{trial.number}", tags)
+        run_id = self.tracker.child_run(self.parent_run_id, run_name(trial.number, original, repeat), tags)
         buffer = MetricBuffer(self.tracker, run_id)
         ctx = TrialContext(
             number=trial.number,
             log_metrics=buffer.add,
-            report=reporter(trial, self.config.objective, self.config.evaluation.during_training.enabled),
+            # A repeat is evidence about a configuration already chosen: never pruned, and its
+            # losses do not move the pruner's medians either.
+            report=reporter(trial, self.config.objective, self.config.evaluation.during_training.enabled)
+            if original is None
+            else lambda value, step: None,
             set_attr=trial.set_user_attr,
             attrs=trial.user_attrs,
             progress=self.progress,
@@ -128,7 +148,10 @@ class TrialRunner:
             spent=lambda key: _spent(trial, key),
             exclusive=lambda name: study_lock(self.config.storage, f"{self.config.study_name}:{name}"),
             run_id=run_id,
-            checkpoint=checkpoint_hook(trial, self.config, self.checkpoint_scorer, buffer.add),
+            checkpoint=checkpoint_hook(
+                trial, self.config, self.checkpoint_scorer, buffer.add, prunable=original is None
+            ),
+            repeat=repeat,
         )
         try:
             trial.set_user_attr(ATTR_RUN_ID, run_id)

@@ -162,6 +162,21 @@ def test_successful_trial_is_read_back_from_mlflow(
     assert "Step 1/4" in Path(events).read_text()
 
 
+@pytest.mark.parametrize(("seed", "seeds_sent"), [(None, [None, 1, 2]), (7, [7, 8, 9])])
+def test_confirmation_jobs_train_the_same_configuration_with_seed_plus_k(
+    tmp_path: Path, chat_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, seed: int | None, seeds_sent: list
+) -> None:
+    fake = FakeAPI()
+    use_fake(monkeypatch, fake)
+    config = make_config(tmp_path, chat_files, confirm={"top_k": 1, "seeds": 2}, openai__seed=seed)
+    trials = run_sweep(config, progress=None).study.trials
+    bodies = [call.json() for call in fake.calls("POST", JOBS)]
+    sent = sorted((body.get("seed") for body in bodies), key=lambda s: (s is not None, s or 0))  # jobs run at once
+    assert sent == seeds_sent
+    assert len({json.dumps(body["method"], sort_keys=True) for body in bodies}) == 1  # one configuration
+    assert sorted(t.user_attrs.get("harness.repeat", 0) for t in trials) == [0, 1, 2]
+
+
 def test_failed_job_fails_the_run_with_the_job_error_code(
     tmp_path: Path, chat_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

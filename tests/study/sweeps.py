@@ -40,6 +40,17 @@ class InstantBackend:
         return {}
 
 
+class SeededBackend(InstantBackend):
+    """Trains nothing, but as training would, its eval loss depends on the parameters and on the
+    training seed (``ctx.repeat`` offsets it); it reports one intermediate loss, and logs the offset."""
+
+    def train(self, params: TrialParams, ctx: TrialContext) -> TrainResult:
+        self.on_train()
+        ctx.report(1.0, 1)
+        loss = abs(float(params.lr_multiplier) - 1.0) + 0.01 * ctx.repeat
+        return TrainResult(metrics={"eval_loss": loss, "seed_offset": float(ctx.repeat)}, params={})
+
+
 def sweep_config(tmp_path: Path, storage: str, **settings: Any) -> StudyConfig:
     """A two-trial study with fast heartbeats, evaluation and registration off."""
     return parse_study(sweep_settings(tmp_path, storage, **settings))
@@ -88,3 +99,24 @@ def start_foreign_worker(storage: str, run_id: str, heartbeat: bool) -> subproce
     )
     assert worker.stdout is not None and worker.stdout.readline().strip() == "running"
     return worker
+
+
+CONFIRM_WORKER = """
+import json, sys, time
+from harness.config import parse_study
+from harness.study import loop
+from tests.study.sweeps import SeededBackend
+
+config = parse_study(json.loads(sys.argv[1]))
+loop.backends.create = lambda config: SeededBackend(on_train=lambda: time.sleep(0.3))
+print(loop.run_sweep(config).outcome.kind, flush=True)
+"""
+
+
+def start_seeded_worker(config: StudyConfig) -> subprocess.Popen[str]:
+    """A worker process running ``config``'s sweep with SeededBackend (each trial takes 0.3 s)."""
+    root = Path(__file__).resolve().parents[2]
+    payload = config.model_dump_json()
+    return subprocess.Popen(
+        [sys.executable, "-c", CONFIRM_WORKER, payload], cwd=root, stdout=subprocess.PIPE, text=True
+    )

@@ -52,6 +52,9 @@ class LocalBackend:
         self.config = config
         self.objective = objective if objective is not None else SFT(config)
         self._bf16_base: Any = None  # lora_base's copy, made on the first LoRA trial
+        # The running trial's training seed: training.seed, offset by k for a confirmation repeat.
+        # One attribute is enough: local trials of one process run one at a time (parallel_trials).
+        self.seed = config.training.seed
 
     def prepare(self) -> dict[str, Any]:
         if not torch.cuda.is_available():
@@ -134,7 +137,7 @@ class LocalBackend:
             train_sampling_strategy="group_by_length" if t.group_by_length else "random",
             include_num_input_tokens_seen="non_padding",
             report_to="none",  # our tracker logs; transformers' MLflow callback would log twice
-            seed=t.seed,
+            seed=self.seed,
             dataloader_num_workers=0,
             remove_unused_columns=False,
             prediction_loss_only=True,  # evaluation needs the loss, not every logit gathered
@@ -183,7 +186,7 @@ class LocalBackend:
             "torch_version": torch.__version__,
             "transformers_version": transformers.__version__,
             "peft_version": peft.__version__,
-            "training_seed": t.seed,
+            "training_seed": self.seed,
             "train_sampling": "group_by_length" if t.group_by_length else "random",
         }
 
@@ -196,7 +199,8 @@ class LocalBackend:
         work = self.config.training.run_dir(self.config.study_name, ctx.run_id or f"norun-{uuid.uuid4().hex}")
         # The Trainer seeds only when it is built: LoRA's initial weights are drawn before that, and
         # would otherwise follow whatever this process drew earlier (an earlier trial, the baseline).
-        set_seed(self.config.training.seed)
+        self.seed = self.config.training.seed + ctx.repeat
+        set_seed(self.seed)
         model = self.trial_model(params)
         release = self.release_for(params, model)
         metrics_cb, pruning_cb = (

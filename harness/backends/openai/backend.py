@@ -34,6 +34,7 @@ from harness.backends.openai.jobs import (
     Sleep,
     check_credentials,
     job_payload,
+    job_seed,
     jobs_client,
     make_answerer,
     parse_result_file,
@@ -249,7 +250,7 @@ class OpenAIBackend:
             params,
             files,
             suffix_for(self._suffix_prefix(), ctx.number),
-            self.settings.seed,
+            job_seed(self.settings.seed, ctx.repeat),
         )
         ctx.log_text(json.dumps(payload, indent=2), "openai/job_request.json")
         return self._create(payload, ctx.number)

@@ -231,6 +231,12 @@ def resolve(params: TrialParams) -> dict[str, Any]:
     return hyper
 
 
+def job_seed(seed: int | None, repeat: int) -> int | None:
+    """The job's seed: the configured one (None lets OpenAI pick), or for the k-th confirmation
+    repeat of a configuration, that seed (0 when unset) + k: a repeat must train differently."""
+    return seed if repeat == 0 else (seed or 0) + repeat
+
+
 def job_payload(
     model: str,
     params: TrialParams,

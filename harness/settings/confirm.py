@@ -1,0 +1,18 @@
+"""Confirmation: the best configurations of a finished search, trained again with further seeds."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from harness.settings.base import Frozen
+
+
+class ConfirmConfig(Frozen):
+    """When the search reaches ``n_trials``, the ``top_k`` best configurations are each trained
+    ``seeds`` more times (training seeds ``training.seed + k``, or the OpenAI job's ``seed + k``,
+    for k = 1..seeds) as trials of the same study; each configuration is then judged on all its
+    runs, so the best one is chosen on evidence that covers training noise, not on one lucky run.
+    """
+
+    top_k: int = Field(default=1, ge=1)
+    seeds: int = Field(default=2, ge=1)
