@@ -33,7 +33,7 @@ from harness.metrics import (
 )
 from harness.redaction import masked
 from harness.settings.base import Frozen
-from harness.settings.confirm import ConfirmConfig
+from harness.settings.confirm import ConfirmConfig, check_confirm
 from harness.settings.evaluation import COMPOSITE, EvaluationConfig
 from harness.settings.openai import OpenAIConfig
 from harness.settings.pruning import PrunerConfig, checkpoint_metrics, during_training_problem, wilcoxon_problem
@@ -230,22 +230,8 @@ class _StudyBase(Frozen):
         self._check_search_space()
         self._check_objective()
         self._check_during_training()
-        self._check_confirm()
+        check_confirm(self.confirm, multi_objective=self.objective.is_multi, n_trials=self.n_trials)
         return self
-
-    def _check_confirm(self) -> None:
-        if self.confirm is None:
-            return
-        if self.objective.is_multi:
-            raise ValueError(
-                "confirm: retrains the best configurations, but a multi-objective study has a Pareto front,"
-                " not a best: give objective one metric (or weights), or take confirm out"
-            )
-        if self.n_trials is None:
-            raise ValueError(
-                "confirm: retrains the best configurations when the search reaches n_trials, and this study"
-                " has none (it stops at timeout_minutes): set n_trials, or take confirm out"
-            )
 
     def _check_search_space(self) -> None:
         backend = str(self.backend)  # type: ignore[attr-defined]

@@ -16,3 +16,19 @@ class ConfirmConfig(Frozen):
 
     top_k: int = Field(default=1, ge=1)
     seeds: int = Field(default=2, ge=1)
+
+
+def check_confirm(confirm: ConfirmConfig | None, *, multi_objective: bool, n_trials: int | None) -> None:
+    """ValueError (``confirm: ...``) for a study that confirmation cannot serve."""
+    if confirm is None:
+        return
+    if multi_objective:
+        raise ValueError(
+            "confirm: retrains the best configurations, but a multi-objective study has a Pareto front,"
+            " not a best: give objective one metric (or weights), or take confirm out"
+        )
+    if n_trials is None:
+        raise ValueError(
+            "confirm: retrains the best configurations when the search reaches n_trials, and this study"
+            " has none (it stops at timeout_minutes): set n_trials, or take confirm out"
+        )
