@@ -100,11 +100,16 @@ def test_trials_shows_repeats_and_the_confirmed_configurations(tmp_path: Path) -
     study.optimize(lambda t: t.suggest_int("epochs", 1, 3) * 0.1, n_trials=2)
     row = {"trial": 0, "trials": [0, 1], "runs": 2, "mean": 0.2, "seed_sd": 0.01, "params": {"epochs": 2}}
     study.set_user_attr(ATTR_CONFIRMED, [{**row, "vs_baseline": [0.05, 0.01, 0.09], "best": True}])
-    result = runner.invoke(app, ["trials", "confirmed", "--storage", storage], terminal_width=200)
+    result = runner.invoke(app, ["trials", "confirmed", "--storage", storage, "--wide"])
     assert result.exit_code == 0, result.output
     assert "1 (repeat of 0)" in result.output and "confirmed configurations" in result.output
     assert "0 (best)" in result.output and "0, 1" in result.output
     assert "+0.050 [+0.010, +0.090]" in result.output and "0.0100" in result.output
+    narrow = runner.invoke(app, ["trials", "confirmed", "--storage", storage], env={"COLUMNS": "80"})
+    assert narrow.exit_code == 0, narrow.output
+    assert "repeat of trial 0" in narrow.output and "0 (best)" in narrow.output
+    assert "[+0.010, +0.090]" in narrow.output and "confirmed configurations" in " ".join(narrow.output.split())
+    assert max(len(line) for line in narrow.output.splitlines()[:-1]) <= 80  # the last: the --wide hint
 
 
 @pytest.mark.parametrize(

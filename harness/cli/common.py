@@ -1,11 +1,8 @@
-"""What every ``harness`` command shares: the app, the console, setup errors, quiet libraries."""
+"""What every ``harness`` command shares: the app, the console, setup errors, --verbose."""
 
 from __future__ import annotations
 
-import logging
-import os
 import signal
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from harness.cli import quiet
 from harness.config import ConfigError, StudyConfig, load_config
 from harness.data.chat import DataError
 from harness.models import ModelError
@@ -26,6 +24,18 @@ app = typer.Typer(
     help="Sweep fine-tuning hyperparameters as one Optuna study, tracked in MLflow; promote and use the best model.",
 )
 console = Console(stderr=True)
+
+
+@app.callback()
+def main(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="also show other libraries' warnings, logs and progress bars")
+    ] = False,
+) -> None:
+    # Before any command imports a heavy library: most of what they print is decided at import.
+    quiet.configure(verbose)
+
+
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 USER_ERRORS = (ConfigError, DataError, ModelError)
@@ -48,22 +58,6 @@ def terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def quiet_libraries() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    # MLflow's advice on signatures and pickling is about choices made on purpose (serving.py).
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
-    # Deprecations inside transformers/peft/TRL (renamed kwargs they pass each other) are theirs to fix,
-    # and one per forward call would bury the progress bars.
-    for library in ("transformers", "torch", "peft", "trl"):
-        warnings.filterwarnings("ignore", category=FutureWarning, module=rf"{library}\.")
-    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 
 
 def setup_errors() -> tuple[type[BaseException], ...]:
@@ -101,11 +95,6 @@ TrackingUri = Annotated[
         help="MLflow tracking and registry URI [default: a config's mlflow.tracking_uri, else sqlite:///mlruns/mlflow.db]",
     ),
 ]
-
-
-def quiet_registry() -> None:
-    quiet_libraries()
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # bars on every model load
 
 
 def registry_errors() -> tuple[type[BaseException], ...]:

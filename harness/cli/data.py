@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.cli.common import app, console, fail, load, progress_bars, quiet_libraries, registry_errors
+from harness.cli.common import app, console, fail, load, progress_bars, registry_errors
 from harness.config import LocalStudyConfig, StudyConfig
 from harness.data.chat import DataError
 from harness.data.check import Summary, one_sided_groups, read_all, summarise
@@ -79,7 +79,6 @@ def check(
         for problem in problems:
             console.print(escape(problem), highlight=False, soft_wrap=True)
         raise fail(f"{len(problems)} problem(s) in {len(files)} file(s)")
-    quiet_libraries()
     try:
         loaded = load_tokenizer(spec)
         summaries = [summarise(c, loaded, spec, length, system_prompt, price) for c in checked]
@@ -184,7 +183,6 @@ def pairs_command(
     from harness.lifecycle.pairs import make_pairs
 
     config = load(config_path, [])
-    quiet_libraries()
     try:
         with progress_bars() as bars:
             result = make_pairs(config, out, model, limit, bars)

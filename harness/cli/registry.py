@@ -18,7 +18,6 @@ from harness.cli.common import (
     console,
     fail,
     load,
-    quiet_registry,
     registry_errors,
     short,
 )
@@ -66,7 +65,6 @@ def promote(
     study's config is read from the MLflow parent run of that run's experiment. Exit code 0 when
     the alias is (or would be) on the candidate, 1 when it is not.
     """
-    quiet_registry()
     from harness.lifecycle.registry import promote as promote_model
 
     try:
@@ -115,7 +113,6 @@ def models(
 
 
 def _load_model(model_uri: str, tracking_uri: str | None) -> Any:
-    quiet_registry()
     from harness.lifecycle import serving
 
     try:
@@ -171,7 +168,6 @@ def eval_model(
 ) -> None:
     """Evaluate any model exactly as the study's trials are, logged as a run in its experiment."""
     config = load(config_path, overrides or [])
-    quiet_registry()
     from harness.lifecycle.evaluate import evaluate_model
 
     try:

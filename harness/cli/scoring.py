@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from harness.cli.common import app, console, fail, load, quiet_libraries, setup_errors
+from harness.cli.common import app, console, fail, load, setup_errors
 from harness.metrics import ANSWERS, CONSISTENCY, JUDGE, MetricName
 
 
@@ -32,7 +32,6 @@ def score(
     if chosen is not None and (bad := [s for s in chosen if s not in known]):
         raise fail(f"--scorers: unknown {', '.join(bad)}; known: {', '.join(known)}")
     config = load(config_path, [])
-    quiet_libraries()
     from harness.evaluation.answers import load_answers, score_answers, write_jsonl
 
     try:
@@ -72,7 +71,6 @@ def judge_check(
     Exit code 0 when its overall accuracy reaches evaluation.judge.min_check_accuracy, 1 when not.
     """
     config = load(config_path, overrides or [])
-    quiet_libraries()
     from harness.evaluation.judge_check import run_check
 
     try:

@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from harness.cli.common import (
     DEFAULT_STORAGE,
@@ -19,15 +17,13 @@ from harness.cli.common import (
     fail,
     load,
     progress_bars,
-    quiet_libraries,
     setup_errors,
-    short,
     terminate_as_interrupt,
 )
+from harness.cli.quiet import verbose
+from harness.cli.trial_table import print_trials
 from harness.config import StudyConfig
-from harness.metrics import CONSISTENCY, HELDOUT, MetricName
 from harness.redaction import mask_url
-from harness.settings.evaluation import COMPOSITE
 
 StudyName = Annotated[str | None, typer.Option(help="override study_name")]
 NTrials = Annotated[int | None, typer.Option(help="total trials the study should reach (all workers together)")]
@@ -74,7 +70,6 @@ def sweep(
     """Run (or resume) an Optuna study whose trials fine-tune and log to MLflow."""
     args = _overrides(overrides, study_name, n_trials, tracking_uri, storage, allow_weak_judge)
     config = load(config_path, args)
-    quiet_libraries()
     if dry_run:
         from harness.cli.dry_run import show_dry_run
 
@@ -103,7 +98,6 @@ def worker(
     several machines) and MLflow store: setup, the baseline and registration each happen once.
     """
     config = load(config_path, _overrides(overrides, study_name, n_trials, tracking_uri, storage, allow_weak_judge))
-    quiet_libraries()
     _work(config, max_trials=max_trials, show=not quiet)
 
 
@@ -121,7 +115,7 @@ def _work(config: StudyConfig, max_trials: int | None, show: bool) -> None:
     if result.reconciled and show:
         console.print(f"queued again, from interrupted or dead workers: trials {result.reconciled}")
     if show:
-        _print_trials(result.study)
+        print_trials(result.study, config.storage)
         console.print(f"MLflow parent run {result.parent_run_id} in {mask_url(config.mlflow.tracking_uri)}")
     if result.outcome.exit_code and not show:  # a worker of sweep --workers: the sweep says why, once
         raise typer.Exit(result.outcome.exit_code)
@@ -145,7 +139,8 @@ def _sweep_with_workers(config_path: Path, args: list[str], config: StudyConfig,
         raise fail(f"--workers needs a storage every worker can open ({where}), not {mask_url(config.storage)}")
     if is_journal(config.storage):
         raise fail(f"--workers {n} with storage {config.storage}: {ONE_WORKER}")
-    argv = [sys.executable, "-m", "harness.cli", "worker", str(config_path), *args, "--quiet"]
+    loud = ["--verbose"] if verbose() else []
+    argv = [sys.executable, "-m", "harness.cli", *loud, "worker", str(config_path), *args, "--quiet"]
     try:
         first = first_of_sweep(load_study(config.study_name, config.storage).get_trials(deepcopy=False))
     except KeyError:
@@ -168,7 +163,7 @@ def _sweep_with_workers(config_path: Path, args: list[str], config: StudyConfig,
             console.print("[yellow]interrupted[/]: every worker closed its runs; rerun the same command to resume")
             raise typer.Exit(130) from None
     study = optuna.load_study(study_name=config.study_name, storage=make_storage(config.storage))
-    _print_trials(study)
+    print_trials(study, config.storage)
     previous = recorded_outcome(_parent_tags(config, study))  # the workers' verdict on the parent run
     if (outcome := sweep_outcome(study.get_trials(deepcopy=False), first, previous)).exit_code:
         raise fail(outcome.reason, code=outcome.exit_code)
@@ -186,75 +181,13 @@ def _parent_tags(config: StudyConfig, study: Any) -> dict[str, str]:
     return dict(MlflowClient(config.mlflow.tracking_uri).get_run(run_id).data.tags) if run_id else {}
 
 
-def _print_trials(study: Any) -> None:
-    from harness.study.report import trial_rows
-
-    rows = trial_rows(study)
-    compared = _compared_metric(study, rows)
-    table = Table(title=f"study {study.study_name}")
-    for column in ("number", "state", "params", _objective_header(study), "mlflow run id"):
-        table.add_column(column)
-    if compared:
-        table.add_column(f"{compared} vs baseline [CI]")
-    for row in rows:
-        params = ", ".join(f"{k}={short(v)}" for k, v in row["params"].items())
-        objective = _objective_text(row["objective"])
-        number = str(row["number"]) if row["repeat_of"] is None else f"{row['number']} (repeat of {row['repeat_of']})"
-        cells = [number, row["state"], params, objective, row["mlflow_run_id"]]
-        if compared:
-            mean, low, high = row["vs_baseline"].get(compared, (None, None, None))
-            cells.append("" if mean is None else f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]")
-        table.add_row(*cells)
-    Console().print(table)
-    _print_confirmed(study)
-
-
-def _print_confirmed(study: Any) -> None:
-    """The confirmed configurations (``confirm:``): each judged over all its runs, the best marked."""
-    from harness.storage import ATTR_CONFIRMED
-
-    rows = study.user_attrs.get(ATTR_CONFIRMED)
-    if not rows:
-        return
-    table = Table(title=f"confirmed configurations: {_objective_header(study)} over training seeds and prompts")
-    for column in ("trial", "runs", "mean", "vs baseline [CI]", "seed sd", "trials"):
-        table.add_column(column)
-    for row in rows:
-        diff = row["vs_baseline"]
-        interval = "" if diff is None else f"{diff[0]:+.3f} [{diff[1]:+.3f}, {diff[2]:+.3f}]"
-        trial = f"{row['trial']} (best)" if row["best"] else str(row["trial"])
-        trials = ", ".join(map(str, row["trials"]))
-        table.add_row(trial, str(row["runs"]), f"{row['mean']:.4f}", interval, f"{row['seed_sd']:.4f}", trials)
-    Console().print(table)
-
-
-def _objective_header(study: Any) -> str:
-    names = study.metric_names
-    return "objective" if not names else ", ".join(names)
-
-
-def _objective_text(value: Any) -> str:
-    if value is None:
-        return ""
-    return ", ".join(f"{v:.4f}" for v in value) if isinstance(value, list) else f"{value:.4f}"
-
-
-def _compared_metric(study: Any, rows: list[dict[str, Any]]) -> str | None:
-    """The held-out scorer shown against the baseline: the objective's own, else the composite."""
-    seen = {name for row in rows for name in row["vs_baseline"]}
-    objective = (study.metric_names or [""])[0]
-    for name in (objective, MetricName(CONSISTENCY, HELDOUT, COMPOSITE).key):
-        if name in seen:
-            return name
-    return None
-
-
 @app.command()
 def trials(
     study_name: Annotated[str, typer.Argument(metavar="STUDY")],
     storage: Annotated[str, typer.Option(help="Optuna storage URL")] = DEFAULT_STORAGE,
+    wide: Annotated[bool, typer.Option(help="one line per trial, every column whole, however wide")] = False,
 ) -> None:
-    """Print a study's trials: number, state, params, objective, MLflow run id."""
+    """Print a study's trials: number, state, params, objective, MLflow run id, interval vs the baseline."""
     import optuna
 
     from harness.storage import StorageError, make_storage
@@ -265,4 +198,4 @@ def trials(
         raise fail(f"no study named {study_name!r} in {mask_url(storage)}") from None
     except StorageError as exc:
         raise fail(str(exc)) from None
-    _print_trials(study)
+    print_trials(study, storage, wide)

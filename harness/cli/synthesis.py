@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from harness.cli.common import console, fail, progress_bars, quiet_libraries
+from harness.cli.common import console, fail, progress_bars
 from harness.cli.data import data_app
 from harness.data.chat import DataError, load_jsonl
 from harness.settings.synthesis import AugmentConfig, EndpointConfig
@@ -36,7 +36,6 @@ def synth(
         spec = load_spec(spec_path)  # every spec error exits 2 here, before any request
     except SpecError as exc:
         raise fail(str(exc)) from None
-    quiet_libraries()
     from harness.endpoints.answerer import open_clients
     from harness.evaluation.embedding import load_embedder
     from harness.synthesis.record import log_synthesis
@@ -117,7 +116,6 @@ def augment(
         "concurrency": concurrency,
     }
     config = _augment_config(factor, seed, alpha, pivot, endpoint)
-    quiet_libraries()
     try:
         examples = load_jsonl(file)
         with progress_bars() as progress, method_tools(method, config) as tools:

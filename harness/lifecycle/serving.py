@@ -264,7 +264,11 @@ class ChatModel(mlflow.pyfunc.PythonModel):
         self.answer = answerer_for(self.spec, Path(weights) if weights else None)
 
     # No type hints on purpose: MLflow would derive the input schema from them and drop ``params``;
-    # the schema is the explicit signature() below.
+    # the schema is the explicit signature() below. MLflow's own chat models say so with this flag,
+    # which also spares every command that imports this module its "add type hints" warning (one
+    # no warnings filter can stop: MLflow forces it on with simplefilter("once")).
+    _skip_type_hint_validation = True
+
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         """Answers for a list of prompts (strings or message lists); ``params`` as in PARAMS."""
         settings = {**PARAMS, **(params or {})}

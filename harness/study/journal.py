@@ -13,7 +13,6 @@ dead one, fails it (closing its MLflow run FAILED with the reason) and runs its 
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Iterator
 
 import optuna
@@ -58,9 +57,7 @@ def fail_orphans(config: StudyConfig, study: optuna.Study, tracker: Tracker) -> 
     their runs, queue their parameters again (as heartbeats would); the numbers queued again."""
     if not is_journal(config.storage):
         return []
-    with warnings.catch_warnings():  # experimental in name since Optuna 2.8, public and documented
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = RetryHeartbeatStaleTrialCallback(max_retry=config.workers.max_retry)
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=config.workers.max_retry)
     queued = []
     for orphan in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         failed = study.tell(orphan.number, state=TrialState.FAIL, skip_if_finished=True)

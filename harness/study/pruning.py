@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import random
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -38,9 +37,8 @@ def make_pruner(config: PrunerConfig) -> optuna.pruners.BasePruner:
             min_resource=config.min_resource, reduction_factor=config.reduction_factor
         )
     if config.type == "wilcoxon":
-        with warnings.catch_warnings():  # experimental in Optuna since 3.6: known, and tested here
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return CheckpointWilcoxonPruner(p_threshold=config.p_threshold, n_startup_steps=config.n_startup_steps)
+        # Experimental in Optuna since 3.6: known, and tested here (the CLI silences the warning).
+        return CheckpointWilcoxonPruner(p_threshold=config.p_threshold, n_startup_steps=config.n_startup_steps)
     percentile = 50.0 if config.type == "median" else config.percentile
     return optuna.pruners.PercentilePruner(
         percentile, n_startup_trials=config.n_startup_trials, n_warmup_steps=config.n_warmup_steps

@@ -8,8 +8,6 @@ stopped by Ctrl-C or SIGTERM is closed by its own worker and queued again on the
 
 from __future__ import annotations
 
-import warnings
-
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
@@ -53,9 +51,7 @@ def open_study(config: StudyConfig, tracker: Tracker | None = None) -> optuna.St
     )
     if study.metric_names != config.objective.names:
         # optuna-dashboard, which opens the same storage, shows these instead of "Objective 0".
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(config.objective.names)
+        study.set_metric_names(config.objective.names)
     return study
 
 
@@ -124,12 +120,8 @@ def running_elsewhere(study: optuna.Study) -> bool:
 
 def retry_of(trial: FrozenTrial) -> int | None:
     """The number of the dead worker's trial that ``trial`` runs again, if it is such a retry."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+    return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
 
 
 def _fail_stale(study: optuna.Study) -> None:
-    with warnings.catch_warnings():  # experimental in name since Optuna 2.9, public and documented
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        fail_stale_trials(study)
+    fail_stale_trials(study)
