@@ -22,12 +22,21 @@ from pydantic import (
 
 from harness.hyperparams import BY_NAME
 from harness.metrics import (
+    ACCURACY,
+    ANSWER_AGREEMENT,
     CONSISTENCY,
+    CORRECT_AGREEMENT,
     EVAL_GENERATION_SECONDS,
     EVAL_SECONDS,
+    GROUP_ACCURACY,
+    HELDOUT,
     JUDGE,
     JUDGE_MISSING,
+    SAMPLED_AGREEMENT,
+    SAMPLED_ANSWER_AGREEMENT,
+    STABILITY,
     STUDY_SPLITS,
+    TASK,
     MetricName,
     try_parse,
 )
@@ -182,6 +191,19 @@ DPO_METRICS = tuple(
 STUDY_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
+def _checked_metrics(split: str, sampled: bool) -> set[str]:
+    """Task and stability metrics an evaluation logs for a split whose rows carry checks and groups."""
+    accuracy = MetricName(TASK, split, ACCURACY)
+    stability = [CORRECT_AGREEMENT, ANSWER_AGREEMENT] + (
+        [SAMPLED_AGREEMENT, SAMPLED_ANSWER_AGREEMENT] if sampled else []
+    )
+    return {
+        *accuracy.logged_keys(),
+        MetricName(TASK, split, GROUP_ACCURACY).key,
+        *(MetricName(STABILITY, split, s).key for s in stability),
+    }
+
+
 class _StudyBase(Frozen):
     """What every backend's study has; each backend's config adds its own section and rules."""
 
@@ -309,6 +331,7 @@ class _StudyBase(Frozen):
         names |= {EVAL_SECONDS, EVAL_GENERATION_SECONDS}
         for split in STUDY_SPLITS:
             names |= {key for s in scorers for key in MetricName(CONSISTENCY, split, s).logged_keys()}
+            names |= _checked_metrics(split, sampled=settings.stability is not None and split == HELDOUT)
         return names
 
     def _judge_metric(self, name: str) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -75,14 +76,22 @@ def _autocast(model: Any, bf16: bool) -> Any:
 
 
 def _hf_generate(
-    model: Any, tokenizer: Any, rows: Sequence[Sequence[int]], max_new_tokens: int, stop_ids: list[int], pad_id: int
+    model: Any,
+    tokenizer: Any,
+    rows: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    stop_ids: list[int],
+    pad_id: int,
+    sampling: dict[str, Any] | None = None,
 ) -> list[list[int]]:
+    """New tokens per row: greedy, or with ``sampling`` (generate's sampling arguments) its
+    ``num_return_sequences`` rows per input row, in input order."""
     device = next(model.parameters()).device
     with _left_padding(tokenizer):
         batch = tokenizer.pad({"input_ids": [list(r) for r in rows]}, return_tensors="pt").to(device)
     output = model.generate(
         **batch,
-        do_sample=False,
+        **(sampling or {"do_sample": False}),
         max_new_tokens=max_new_tokens,
         eos_token_id=stop_ids,
         pad_token_id=pad_id,
@@ -102,6 +111,19 @@ def _answer_text(tokenizer: Any, ids: list[int], stops: set[int]) -> str:
     return tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 
+def _prompt_rows(tokenizer: Any, prompts: Sequence[Sequence[dict[str, Any]]]) -> list[list[int]]:
+    """Each chat prompt rendered with the template, ready for the assistant's answer, as token ids."""
+    return [
+        tokenizer(
+            tokenizer.apply_chat_template(
+                [{"role": m["role"], "content": m["content"]} for m in p], tokenize=False, add_generation_prompt=True
+            ),
+            add_special_tokens=False,
+        ).input_ids
+        for p in prompts
+    ]
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -118,15 +140,7 @@ def generate(
     weights (for trials that train in bf16). ``batch_size`` rows decode together: on a CPU, more rows per
     batch cost little more per step than one. ``engine="hf"`` uses ``model.generate`` on the caller's
     model (autocast for bf16): the fallback, and the benchmark's reference."""
-    rows = [
-        tokenizer(
-            tokenizer.apply_chat_template(
-                [{"role": m["role"], "content": m["content"]} for m in p], tokenize=False, add_generation_prompt=True
-            ),
-            add_special_tokens=False,
-        ).input_ids
-        for p in prompts
-    ]
+    rows = _prompt_rows(tokenizer, prompts)
     answers: list[str] = [""] * len(rows)
     if not rows:
         return answers
@@ -156,3 +170,85 @@ def generate(
         for module, training in modes:
             module.training = training
     return answers
+
+
+def sample(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[Sequence[dict[str, Any]]],
+    *,
+    n: int,
+    temperature: float,
+    seed: int,
+    max_new_tokens: int = 192,
+    batch_size: int = 8,
+    bf16: bool = False,
+) -> list[list[str]]:
+    """``n`` answers per prompt sampled at ``temperature`` (plain temperature sampling: no top-k or
+    top-p cut), in prompt order, through ``model.generate``. Seeded on a forked random state: the
+    same seed gives the same answers, and the caller's (training's) random state is left as it was."""
+    rows = _prompt_rows(tokenizer, prompts)
+    answers: list[list[str]] = [[] for _ in rows]
+    stop_ids = stop_token_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
+    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0, "num_return_sequences": n}
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    size = max(1, batch_size // n)  # each prompt decodes n rows at once
+    modes = [(module, module.training) for module in model.modules()]
+    try:
+        model.eval()
+        with torch.random.fork_rng(), torch.inference_mode(), _autocast(model, bf16):
+            torch.manual_seed(seed)
+            for start in range(0, len(order), size):
+                chunk = order[start : start + size]
+                new = _hf_generate(
+                    model, tokenizer, [rows[i] for i in chunk], max_new_tokens, stop_ids, pad_id, sampling
+                )
+                for k, i in enumerate(chunk):
+                    answers[i] = [_answer_text(tokenizer, ids, set(stop_ids)) for ids in new[k * n : (k + 1) * n]]
+    finally:
+        for module, training in modes:
+            module.training = training
+    return answers
+
+
+@dataclass(frozen=True)
+class ModelAnswerer:
+    """Greedy answers from a model in memory (the ``Answerer`` protocol), and sampled ones
+    (``Sampling``): what evaluation asks of a trained model and of the untuned base."""
+
+    model: Any
+    tokenizer: Any
+    max_new_tokens: int = 192  # the default cap; a call may set its own
+    batch_size: int = 8
+    bf16: bool = False
+
+    def __call__(self, prompts: list[list[dict[str, Any]]], max_new_tokens: int | None = None) -> list[str]:
+        return generate(
+            self.model,
+            self.tokenizer,
+            prompts,
+            max_new_tokens=max_new_tokens or self.max_new_tokens,
+            batch_size=self.batch_size,
+            bf16=self.bf16,
+        )
+
+    def sample(
+        self,
+        prompts: list[list[dict[str, Any]]],
+        n: int,
+        temperature: float,
+        seed: int,
+        max_new_tokens: int | None = None,
+    ) -> list[list[str]]:
+        return sample(
+            self.model,
+            self.tokenizer,
+            prompts,
+            n=n,
+            temperature=temperature,
+            seed=seed,
+            max_new_tokens=max_new_tokens or self.max_new_tokens,
+            batch_size=self.batch_size,
+            bf16=self.bf16,
+        )

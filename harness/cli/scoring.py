@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.common import app, console, fail, load, setup_errors
@@ -47,8 +48,9 @@ def score(
 
 def _print_scores(rows: list[dict[str, Any]], metrics: dict[str, float]) -> None:
     from harness.evaluation.scoring import TEXT_COLUMNS
+    from harness.evaluation.task import TEXT_COLUMNS as CHECK_TEXT
 
-    columns = [k for k in rows[0] if k not in TEXT_COLUMNS]
+    columns = [k for k in rows[0] if k not in (*TEXT_COLUMNS, *CHECK_TEXT)]
     table = Table(title="scores per answer")
     for column in ("id", "question", *columns):
         table.add_column(column)
@@ -59,6 +61,23 @@ def _print_scores(rows: list[dict[str, Any]], metrics: dict[str, float]) -> None
     means = [f"{metrics[k]:.3f}" if k in metrics else "" for k in keys]
     table.add_row("mean", "", *means, style="bold")
     Console().print(table)
+    _print_checks(rows, metrics)
+
+
+def _print_checks(rows: list[dict[str, Any]], metrics: dict[str, float]) -> None:
+    """Task accuracy (and stability over groups), and the first answers whose checks failed."""
+    from harness.metrics import ACCURACY, ANSWERS, CONSISTENCY, TASK, MetricName, try_parse
+
+    if MetricName(TASK, ANSWERS, ACCURACY).key not in metrics:
+        return
+    shown = {k: v for k, v in metrics.items() if (name := try_parse(k)) is not None and name.family != CONSISTENCY}
+    for key, value in sorted(shown.items()):
+        console.print(f"{key} {value:.3f}", highlight=False)
+    failed = [r for r in rows if r.get("correct") == 0.0]
+    for row in failed[:5]:
+        console.print(f"  wrong: {row.get('id', '')}: {escape(str(row['failed_checks']))}", highlight=False)
+    if len(failed) > 5:
+        console.print(f"  wrong: ... and {len(failed) - 5} more (--out writes every row)", highlight=False)
 
 
 @app.command(name="judge-check")

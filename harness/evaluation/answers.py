@@ -9,9 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.data.chat import read_numbered
+from harness.data.chat import evaluation_problems, read_numbered
+from harness.evaluation.checked import check_split
 from harness.evaluation.scoring import SplitScores, score_split
+from harness.evaluation.stability import composite_similarity
+from harness.evaluation.task import Checked
 from harness.metrics import ANSWERS
+from harness.settings.asserts import parse_checks
 from harness.settings.evaluation import EvaluationConfig
 
 REQUIRED = ("question", "reference", "answer")
@@ -31,7 +35,7 @@ def record_problems(record: Any) -> list[str]:
             problems.append(f'field "{key}" is empty')
     if "id" in record and not isinstance(record["id"], str | int):
         problems.append('field "id" must be a string or an integer')
-    return problems
+    return problems + evaluation_problems(record)  # "assert", "threshold" and "group", as on chat rows
 
 
 @dataclass(frozen=True)
@@ -40,13 +44,27 @@ class AnswerRecord:
     question: str
     reference: str
     answer: str
+    checked: Checked | None = None  # its "assert" checks, threshold and group, when it has any
+
+
+def _checked(record: dict[str, Any], record_id: str) -> Checked | None:
+    if not any(key in record for key in ("assert", "group")):
+        return None
+    group = None if record.get("group") is None else str(record["group"])
+    context = {"id": record_id, "question": record["question"], "reference": record["reference"], "group": group}
+    return Checked(parse_checks(record.get("assert", []))[0], record.get("threshold"), group, context)
 
 
 def load_answers(path: Path) -> list[AnswerRecord]:
     """Every line validated first: a DataError lists each ``file:line: problem``; nothing partial."""
     # The training data's reader: a BOM is accepted and only "\n" ends a line, so ids agree with editors.
     records = read_numbered(path, record_problems)
-    return [AnswerRecord(str(r.get("id", line)), r["question"], r["reference"], r["answer"]) for line, r in records]
+    return [
+        AnswerRecord(
+            str(r.get("id", line)), r["question"], r["reference"], r["answer"], _checked(r, str(r.get("id", line)))
+        )
+        for line, r in records
+    ]
 
 
 @contextlib.contextmanager
@@ -65,10 +83,11 @@ def _scorer_resources(settings: EvaluationConfig, scorers: Sequence[str]) -> Ite
 
 
 def score_answers(settings: EvaluationConfig, records: Sequence[AnswerRecord], scorers: Sequence[str]) -> SplitScores:
-    """The study's scorers (and composite, over those that ran) on ``records``."""
+    """The study's scorers (and composite, over those that ran) on ``records``; where records carry
+    checks, whether each answer is right (``correct``, ``failed_checks``) and the accuracy."""
     weights = {s: settings.consistency_weights[s] for s in settings.composite_scorers if s in scorers}
     with _scorer_resources(settings, scorers) as (embedder, judge):
-        return score_split(
+        scores = score_split(
             ANSWERS,
             [r.question for r in records],
             [r.reference for r in records],
@@ -79,6 +98,13 @@ def score_answers(settings: EvaluationConfig, records: Sequence[AnswerRecord], s
             weights=weights,
             ids=[r.id for r in records],
         )
+        if not any(r.checked is not None for r in records):
+            return scores
+        unchecked = Checked((), None, None, {})
+        items = [r.checked or unchecked for r in records]
+        similarity = composite_similarity([s for s in settings.composite_scorers if s in scorers], weights, embedder)
+        rows, metrics = check_split(ANSWERS, items, [r.answer for r in records], scores.rows, similarity=similarity)
+    return SplitScores(scores.split, scores.metrics | metrics, rows)
 
 
 def write_jsonl(rows: Sequence[dict[str, Any]], path: Path) -> None:

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import logging
 import math
 import random
 import time
@@ -14,14 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.answering import Answerer, TokenCounter
+from harness.answering import Answerer, Sampling, TokenCounter
 from harness.config import ConfigError
 from harness.data.chat import Example, digest
+from harness.evaluation.checked import check_split, checked_vs_baseline, checks_digest, one_sided_groups, split_checks
 from harness.evaluation.scoring import score_split
+from harness.evaluation.stability import Similarity, composite_similarity
+from harness.evaluation.task import Checked
 from harness.metrics import CONSISTENCY, EVAL_GENERATION_SECONDS, EVAL_SECONDS, HELDOUT, TRAIN, MetricName
 from harness.settings.evaluation import EvaluationConfig
 from harness.tracking import TAG_EVAL_DIGEST, Tracker
 
+log = logging.getLogger(__name__)
 # Part of the eval digest: a change to how scorers score makes old numbers incomparable.
 SCORERS_VERSION = 2
 # Paired comparisons with the baseline are made for these columns (and the judge's overall).
@@ -77,12 +82,13 @@ def vs_baseline(
     split: str, rows: list[dict[str, Any]], baseline: list[dict[str, Any]], settings: EvaluationConfig
 ) -> dict[str, float]:
     """Paired differences (trial - baseline) and their bootstrap interval, per scorer."""
-    from harness.evaluation.paired import compare_rows
+    from harness.evaluation.seeds import compare_seeded_rows
 
     metrics: dict[str, float] = {}
     for column in COMPARED:
-        diff = compare_rows(
-            rows, baseline, column, level=settings.confidence_level, resamples=settings.bootstrap_resamples
+        # One run each: the paired bootstrap, resampling whole question groups when rows carry them.
+        diff = compare_seeded_rows(
+            [rows], [baseline], column, level=settings.confidence_level, resamples=settings.bootstrap_resamples
         )
         if diff is not None:
             metrics |= diff.as_metrics(MetricName(CONSISTENCY, split, column).vs_baseline().key)
@@ -109,6 +115,12 @@ def evaluation_digest(
     if "judge" in settings.scorers:
         judge = settings.judge.model_dump(mode="json", include=set(JUDGE_SCORING_FIELDS))
         identity["judge"] = judge | {"rubric_hash": rubric_hash}
+    # Checks and sampled answers count only where there are any: older evaluations keep their digest.
+    checks = {s: checks_digest(split_checks(settings, s, e, [example_id(x) for x in e])) for s, e in splits.items()}
+    if any(checks.values()):
+        identity["checks"] = dict(sorted(checks.items()))
+    if settings.stability is not None:
+        identity["stability"] = settings.stability.model_dump(mode="json")
     h = hashlib.sha256(f"scorers-v{SCORERS_VERSION}".encode())
     h.update(json.dumps(identity, sort_keys=True).encode())
     return h.hexdigest()[:16]
@@ -134,6 +146,17 @@ class Evaluator:
         """Identity of this evaluation: same digest, scores comparable across runs and studies."""
         rubric_hash = self.judge.rubric.hash if self.judge is not None else None
         return evaluation_digest(self.settings, self.splits, rubric_hash)
+
+    @functools.cached_property
+    def checks(self) -> dict[str, list[Checked]]:
+        """Per split, what decides whether each answer is right (its checks and the config's)."""
+        return {s: split_checks(self.settings, s, e, [example_id(x) for x in e]) for s, e in self.splits.items()}
+
+    @functools.cached_property
+    def similarity(self) -> Similarity | None:
+        """The study's composite scorer between two answers (answer agreement); None without one."""
+        weights = {s: self.settings.consistency_weights[s] for s in self.settings.composite_scorers}
+        return composite_similarity(self.settings.composite_scorers, weights, self.embedder)
 
     @functools.cached_property
     def budgets(self) -> dict[str, int]:
@@ -171,15 +194,33 @@ class Evaluator:
                 weights={s: self.settings.consistency_weights[s] for s in self.settings.composite_scorers},
                 ids=[example_id(e) for e in examples],
             )
-            metrics |= scores.metrics
-            self.last_rows[split] = scores.rows
-            self.tracker.log_table(run_id, scores.rows, f"eval/{split}.json")
+            begin = time.perf_counter()
+            samples = self._samples(answer, split, examples, budgets[split])
+            generating += time.perf_counter() - begin
+            rows, checked = check_split(
+                split, self.checks[split], answers, scores.rows, similarity=self.similarity, samples=samples
+            )
+            metrics |= scores.metrics | checked
+            self.last_rows[split] = rows
+            self.tracker.log_table(run_id, rows, f"eval/{split}.json")
             if split in self.baseline_rows:
-                metrics |= vs_baseline(split, scores.rows, self.baseline_rows[split], self.settings)
+                metrics |= vs_baseline(split, rows, self.baseline_rows[split], self.settings)
+                metrics |= checked_vs_baseline(split, rows, self.baseline_rows[split], self.settings)
         if self.judge is not None:
             self.tracker.log_params(run_id, self.judge.params())
             metrics |= self._judge_counters()
         return metrics | {EVAL_SECONDS: time.perf_counter() - started, EVAL_GENERATION_SECONDS: generating}
+
+    def _samples(self, answer: Answerer, split: str, examples: list[Example], budget: int) -> list[list[str]] | None:
+        """With ``evaluation.stability``, each held-out prompt answered again that many times, sampling."""
+        stability = self.settings.stability
+        if stability is None or split != HELDOUT:
+            return None
+        if not isinstance(answer, Sampling):
+            log.warning("evaluation.stability: this model cannot sample answers here; sampled stability skipped")
+            return None
+        prompts = [e.prompt for e in examples]
+        return answer.sample(prompts, stability.samples, stability.temperature, stability.seed, budget)
 
     def skip_judge_counts(self) -> None:
         """Calls made outside an evaluation (the judge check) are not counted against the next one."""
@@ -220,6 +261,8 @@ def open_evaluator(
     if not settings.enabled:
         yield None
         return
+    for warning in one_sided_groups(train, heldout):
+        log.warning("%s", warning)
     held = sample(heldout, settings.heldout_sample_size, settings.sample_seed)
     train_size = len(held) if settings.train_sample_size is None else settings.train_sample_size
     splits = {TRAIN: sample(train, train_size, settings.sample_seed), HELDOUT: held}

@@ -1,7 +1,7 @@
 """The promotion gate, pure: does the candidate beat the champion by more than the noise?
 
-When the objective is a per-example score (a consistency scorer's mean on one split, or a weighted
-sum of such scores on one split), both models' answers to the same prompts are compared pair by pair,
+When the objective is a per-example score (a consistency scorer's mean on one split, task accuracy,
+or a weighted sum of such scores on one split), both models' answers to the same prompts are compared pair by pair,
 and the candidate wins only when the lower end of the paired interval of its improvement clears
 ``promotion.min_delta``. A difference of means over a few dozen examples is mostly noise; without
 this, every lucky trial would take the alias. So without both per-example tables there is no
@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.config import ObjectiveConfig, PromotionConfig
-from harness.evaluation.paired import Column, PairedDiff, compare_rows
-from harness.metrics import CONSISTENCY, try_parse
+from harness.evaluation.paired import Column, PairedDiff
+from harness.evaluation.seeds import compare_seeded_rows
+from harness.evaluation.task import PER_EXAMPLE_COLUMN
+from harness.metrics import CONSISTENCY, TASK, try_parse
 
 
 @dataclass(frozen=True)
@@ -40,11 +42,14 @@ class PerExample:
 
 
 def parse_metric(metric: str) -> tuple[str, str] | None:
-    """A consistency score's (split, column of the split's table); None for any other metric."""
+    """A consistency score's (split, column of the split's table); a task score's (split, the
+    per-example column it is the mean of: ``correct`` for accuracy); None for any other metric."""
     name = try_parse(metric)
-    if name is None or name.family != CONSISTENCY:
-        return None
-    return name.split, name.column
+    if name is not None and name.family == CONSISTENCY:
+        return name.split, name.column
+    if name is not None and name.family == TASK and name.suffix is None and name.scorer in PER_EXAMPLE_COLUMN:
+        return name.split, PER_EXAMPLE_COLUMN[name.scorer]
+    return None
 
 
 def per_example(objective: ObjectiveConfig) -> PerExample | None:
@@ -76,8 +81,14 @@ def signed_interval(
     """The paired interval of the candidate's improvement (better is positive whatever the
     direction); None when the tables share no example with both values."""
     better, worse = (champion_rows, candidate_rows) if spec.direction == "minimize" else (candidate_rows, champion_rows)
-    return compare_rows(
-        better, worse, spec.column, level=settings.confidence_level, resamples=settings.bootstrap_resamples, seed=seed
+    # One run each: the paired bootstrap, resampling whole question groups when rows carry them.
+    return compare_seeded_rows(
+        [better],
+        [worse],
+        spec.column,
+        level=settings.confidence_level,
+        resamples=settings.bootstrap_resamples,
+        seed=seed,
     )
 
 

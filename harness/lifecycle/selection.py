@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from harness.config import ObjectiveConfig
 from harness.lifecycle.promotion import strictly_better
-from harness.metrics import CONSISTENCY, try_parse
+from harness.metrics import try_parse
 from harness.objective import ObjectiveMetricMissing, objective_value
 from harness.tracking import TAG_DATASET, TAG_EVAL_DIGEST
 
@@ -58,9 +58,9 @@ def objective_scores(metrics: Mapping[str, float], objective: ObjectiveConfig) -
 
 
 def evaluation_only(objective: ObjectiveConfig) -> bool:
-    """Whether every objective metric comes from the consistency evaluation (so re-evaluation can
-    reproduce it); eval_loss, say, comes from training and cannot."""
-    return all((name := try_parse(n)) is not None and name.family == CONSISTENCY for n in objective.inputs)
+    """Whether every objective metric comes from the evaluation (consistency, task or stability
+    scores, so re-evaluation can reproduce them); eval_loss, say, comes from training and cannot."""
+    return all(try_parse(n) is not None for n in objective.inputs)
 
 
 @dataclass(frozen=True)

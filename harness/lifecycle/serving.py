@@ -155,6 +155,15 @@ class LocalAnswerer:
             bf16=bf16,
         )
 
+    def sample(
+        self, prompts: list[Messages], n: int, temperature: float, seed: int, max_new_tokens: int | None = None
+    ) -> list[list[str]]:
+        """``n`` sampled answers per prompt (``harness.answering.Sampling``): answer stability."""
+        from harness.generation import ModelAnswerer
+
+        answerer = ModelAnswerer(self.model, self.tokenizer, PARAMS["max_new_tokens"], PARAMS["batch_size"])
+        return answerer.sample(prompts, n, temperature, seed, max_new_tokens)
+
 
 class RemoteAnswerer:
     """Answers through chat completions (temperature 0); credentials come from the environment."""

@@ -69,6 +69,15 @@ class DuringTrainingConfig(Frozen):
         return {"enabled": value} if isinstance(value, bool) else value
 
 
+class StabilityConfig(Frozen):
+    """Answer every held-out prompt ``samples`` more times, sampling at ``temperature``: whether the
+    model answers alike without greedy decoding (``stability/heldout/sampled_*``). Scores stay greedy."""
+
+    samples: int = Field(ge=2)
+    temperature: float = Field(default=0.7, gt=0.0, le=2.0)
+    seed: int = 0
+
+
 def _default_weights() -> dict[str, float]:
     return {"structure": 0.3, "embedding": 0.3, "detail": 0.2, "rouge_l": 0.2}
 
@@ -99,6 +108,8 @@ class EvaluationConfig(Frozen):
     # e.g. {heldout: [{type: icontains, value: "v2"}]}: an answer is correct when all of them pass.
     asserts: dict[Literal["train", "heldout"], tuple[Assertion, ...]] = Field(default_factory=dict)
     during_training: DuringTrainingConfig = Field(default_factory=DuringTrainingConfig)
+    # Off by default: sampled answers cost `samples` more generations per held-out prompt.
+    stability: StabilityConfig | None = None
 
     @field_validator("consistency_weights")
     @classmethod

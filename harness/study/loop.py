@@ -17,6 +17,7 @@ from harness.backends.base import Backend
 from harness.config import ConfigError, StudyConfig
 from harness.data.chat import DataError, Example
 from harness.data.split import load_splits
+from harness.evaluation.checked import unchecked_objective
 from harness.evaluation.checkpoint import checkpoint_scorer
 from harness.evaluation.judge_check import CheckResult, check_judge
 from harness.evaluation.tables import load_rows
@@ -88,6 +89,8 @@ def _join_and_work(config: StudyConfig, progress: Any, max_trials: int | None) -
     dataset = backend.prepare()  # bad data or model raise here, before any run or trial exists
     train, heldout = evaluation_examples(config)
     check_evaluation(config.evaluation)
+    if why := unchecked_objective(config.objective.inputs, config.evaluation, {"train": train, "heldout": heldout}):
+        raise ConfigError(why)
     # Lineage tags and an unchecked judge's tag: on the parent and every trial.
     tags = {**parent_tags(config, dataset), **base.tags, **unchecked_judge_tags(config)}
     with study_lock(config.storage, f"{config.study_name}:setup"):

@@ -22,7 +22,10 @@ def row(question: str, answer: str, **extra: Any) -> dict[str, Any]:
 
 
 BAD_ROWS: list[tuple[dict[str, Any], str]] = [
-    (row("q", "a", **{"assert": [{"type": "contians", "value": "a"}]}), "assert[0].type: unknown assert type 'contians'"),
+    (
+        row("q", "a", **{"assert": [{"type": "contians", "value": "a"}]}),
+        "assert[0].type: unknown assert type 'contians'",
+    ),
     (row("q", "a", **{"assert": [{"type": "icontains"}]}), "assert[0].value: a icontains check needs a value"),
     (
         row("q", "a", **{"assert": [{"type": "equals", "value": "a"}, {"type": "regex", "value": "([a-z]"}]}),

@@ -84,6 +84,8 @@ def test_what_changes_no_answer_or_score_keeps_the_digest(changes: dict[str, Any
         {"batch_size": 2},
         {"scorers": ["rouge_l", "structure"]},
         {"consistency_weights": {"structure": 0.9, "detail": 0.2, "rouge_l": 0.2}},
+        {"asserts": {"heldout": [{"type": "contains", "value": "cp"}]}},
+        {"stability": {"samples": 3}},
     ],
 )
 def test_what_changes_answers_or_scores_changes_the_digest(changes: dict[str, Any]) -> None:
@@ -95,6 +97,22 @@ def test_other_examples_change_the_digest_and_the_sampling_settings_count_only_t
     fewer = {"train": [], "heldout": SPLITS["heldout"]}
     assert digest_of(settings(), fewer) != digest_of(settings())
     assert digest_of(settings(sample_seed=7)) == digest_of(settings())
+
+
+def test_checks_and_groups_on_the_examples_change_the_digest() -> None:
+    from dataclasses import replace
+
+    from harness.settings.asserts import Assertion
+
+    held = SPLITS["heldout"][0]
+    checked = replace(held, checks=(Assertion(type="contains", value="cp"),))
+    grouped = replace(held, group="copy")
+    base = digest_of(settings())
+    assert digest_of(settings(), {**SPLITS, "heldout": [checked]}) != base
+    assert digest_of(settings(), {**SPLITS, "heldout": [grouped]}) != base
+    assert digest_of(settings(), {**SPLITS, "heldout": [replace(checked, threshold=0.5)]}) != digest_of(
+        settings(), {**SPLITS, "heldout": [checked]}
+    )
 
 
 def test_a_judge_that_scores_counts_by_what_changes_its_verdicts() -> None:
@@ -109,7 +127,7 @@ def test_a_judge_that_scores_counts_by_what_changes_its_verdicts() -> None:
 
 def test_every_setting_is_either_digested_or_known_not_to_change_scores() -> None:
     """A new setting must be placed on one side of the line, not land on either by default."""
-    digested = {"scorers", "consistency_weights", "judge", *ANSWERING_FIELDS}
+    digested = {"scorers", "consistency_weights", "judge", "asserts", "stability", *ANSWERING_FIELDS}
     assert set(EvaluationConfig.model_fields) <= digested | OPERATIONAL
     assert set(JudgeConfig.model_fields) <= set(JUDGE_SCORING_FIELDS) | JUDGE_OPERATIONAL
 

@@ -264,21 +264,15 @@ class LocalBackend:
         return self.answerer(models.load_base(self.config.base_model))
 
     def answerer(self, model: Any) -> Answerer:
-        """Greedy batched answers from ``model`` (already in memory) for chat prompts."""
-        from harness.generation import generate
+        """Greedy batched answers from ``model`` (already in memory) for chat prompts, and sampled
+        ones for answer stability; a call's ``max_new_tokens`` overrides the configured cap."""
+        from harness.generation import ModelAnswerer
 
-        tokenizer = models.load_tokenizer(self.config.base_model)
         settings = self.config.evaluation
-
-        def answer(prompts: list[list[dict[str, Any]]], max_new_tokens: int | None = None) -> list[str]:
-            """``max_new_tokens`` overrides the configured cap for this call (evaluation sizes it per split)."""
-            return generate(
-                model,
-                tokenizer,
-                prompts,
-                max_new_tokens=max_new_tokens or settings.max_new_tokens,
-                batch_size=settings.batch_size,
-                bf16=use_bf16(self.config.training.precision),
-            )
-
-        return answer
+        return ModelAnswerer(
+            model,
+            models.load_tokenizer(self.config.base_model),
+            max_new_tokens=settings.max_new_tokens,
+            batch_size=settings.batch_size,
+            bf16=use_bf16(self.config.training.precision),
+        )
