@@ -24,6 +24,8 @@ OPERATIONAL = {
     "train_sample_size",
     "heldout_sample_size",
     "sample_seed",
+    # scores checkpoints while training: changes which model is kept, not how the final one is scored
+    "during_training",
 }
 JUDGE_OPERATIONAL = {
     "api_key_env",
