@@ -53,6 +53,12 @@ OBJECTIVE = "objective"
 JUDGE_CHECK = "judge_check"
 EVAL_SECONDS = "eval_seconds"
 EVAL_GENERATION_SECONDS = "eval_generation_seconds"
+# What measuring the objective during training costs (evaluation.during_training): seconds to answer and
+# score one checkpoint (a curve), their mean, an epoch's training seconds, and the ratio of the two means.
+CHECKPOINT_EVAL_SECONDS = "checkpoint_eval_seconds"
+CHECKPOINT_EVAL_SECONDS_MEAN = f"{CHECKPOINT_EVAL_SECONDS}_mean"
+EPOCH_TRAIN_SECONDS_MEAN = "epoch_train_seconds_mean"
+CHECKPOINT_COST_RATIO = "checkpoint_cost_ratio"
 
 EXAMPLE = f"{CONSISTENCY}/{HELDOUT}/rouge_l"
 

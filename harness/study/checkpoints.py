@@ -19,7 +19,8 @@ from harness.study.pruning import prompt_positions, prune_reason, report_checkpo
 
 # The trial's user attr: epochs trained when it was last measured (a pruned trial's stop).
 ATTR_TRAINED_EPOCHS = "harness.trained_epochs"
-CHECKPOINT_SECONDS = "checkpoint_eval_seconds"  # answering and scoring one checkpoint
+# ... and the epoch of the checkpoint a complete trial kept (training.keep), also its run's param best_epoch.
+ATTR_BEST_EPOCH = "harness.best_epoch"
 EVAL_LOSS = "eval_loss"  # logged by the training curves already
 
 
@@ -43,11 +44,15 @@ class CheckpointHook:
         started = time.perf_counter()
         measured, per_prompt = self.measure(checkpoint)
         objective = self.config.objective
-        value = objective_value(objective, measured)
-        assert isinstance(value, float)  # config load refuses during_training for multi-objective studies
+        values = objective_value(objective, measured)
+        if isinstance(values, list):  # config load refuses during_training for multi-objective studies
+            raise RuntimeError("a multi-objective study cannot be measured at checkpoints")
+        value = float(values)
         curve = {k: v for k, v in measured.items() if k != EVAL_LOSS}
         seconds = time.perf_counter() - started
-        self.log_metrics({**curve, metrics.objective_key(): value, CHECKPOINT_SECONDS: seconds}, checkpoint.step)
+        self.log_metrics(
+            {**curve, metrics.objective_key(): value, metrics.CHECKPOINT_EVAL_SECONDS: seconds}, checkpoint.step
+        )
         self.trial.set_user_attr(ATTR_TRAINED_EPOCHS, checkpoint.epoch)
         pruner = self.config.pruner
         if self.prunable and report_checkpoint(

@@ -25,7 +25,7 @@ from harness.storage import (
     ATTR_WORKER,
     repeat_of,
 )
-from harness.study.checkpoints import checkpoint_hook
+from harness.study.checkpoints import ATTR_BEST_EPOCH, checkpoint_hook
 from harness.study.coordination import study_lock
 from harness.study.outcome import failure_attrs
 from harness.study.sampling import SEED_KEY, seed_of
@@ -159,6 +159,8 @@ class TrialRunner:
             result = self.backend.train(params, ctx)
             try:
                 self.tracker.log_params(run_id, result.params)
+                if "best_epoch" in result.params:  # epochs is an upper bound: the epoch the trial kept
+                    trial.set_user_attr(ATTR_BEST_EPOCH, result.params["best_epoch"])
                 self.tracker.set_tags(run_id, model_tags(result))
                 metrics = {**result.metrics, **self.evaluate(result, run_id)}
             finally:

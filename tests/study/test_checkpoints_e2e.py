@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from harness.config import load_config
 from harness.study import run_sweep, storage
-from harness.study.checkpoints import ATTR_TRAINED_EPOCHS
+from harness.study.checkpoints import ATTR_BEST_EPOCH, ATTR_TRAINED_EPOCHS
 
 pytestmark = pytest.mark.slow
 METRIC = "consistency/heldout/consistency"
@@ -63,6 +63,7 @@ def test_the_objective_curve_and_the_best_checkpoint(study_yaml: Path) -> None:
     trial = optuna.load_study(study_name="tiny", storage=config.storage).trials[0]
     assert trial.intermediate_values == {n: v for n, (_, v) in enumerate(checkpoints, start=1)}
     assert trial.value == pytest.approx(best_value)
+    assert trial.user_attrs[ATTR_BEST_EPOCH] == float(params["best_epoch"])
 
 
 class PruneAtCheckpoint(optuna.pruners.BasePruner):

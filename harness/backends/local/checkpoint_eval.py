@@ -19,6 +19,7 @@ from transformers import TrainerCallback
 
 from harness.answering import Answerer
 from harness.backends.base import Checkpoint
+from harness.metrics import CHECKPOINT_COST_RATIO, CHECKPOINT_EVAL_SECONDS_MEAN, EPOCH_TRAIN_SECONDS_MEAN
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class CheckpointCallback(TrainerCallback):
         checkpoint = sum(self.seconds) / len(self.seconds)
         epoch = sum(self.epoch_seconds) / len(self.epoch_seconds)
         return {
-            "checkpoint_eval_seconds_mean": checkpoint,
-            "epoch_train_seconds_mean": epoch,
-            "checkpoint_cost_ratio": checkpoint / epoch if epoch else 0.0,
+            CHECKPOINT_EVAL_SECONDS_MEAN: checkpoint,
+            EPOCH_TRAIN_SECONDS_MEAN: epoch,
+            CHECKPOINT_COST_RATIO: checkpoint / epoch if epoch else 0.0,
         }
