@@ -4,6 +4,7 @@ value the backend keeps its best checkpoint by."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,9 @@ from harness.config import StudyConfig
 from harness.evaluation.checkpoint import CheckpointScorer
 from harness.objective import objective_value
 from harness.study.pruning import prompt_positions, prune_reason, report_checkpoint
+from harness.tracking import MetricBuffer
+
+log = logging.getLogger(__name__)
 
 # The trial's user attr: epochs trained when it was last measured (a pruned trial's stop).
 ATTR_TRAINED_EPOCHS = "harness.trained_epochs"
@@ -32,6 +36,9 @@ class CheckpointHook:
     config: StudyConfig
     scorer: CheckpointScorer | None
     log_metrics: Callable[[Mapping[str, float], int], None]
+    # Sends what log_metrics queued: a checkpoint's points go out at once, so a worker killed later
+    # (mid-way through the next checkpoint, say) leaves the curve so far on its run.
+    flush: Callable[[], None] = lambda: None
     positions: list[int] = field(default_factory=list)
     # False for a confirmation repeat: measured (keep: best reads it) but never reported or pruned.
     prunable: bool = True
@@ -53,6 +60,10 @@ class CheckpointHook:
         self.log_metrics(
             {**curve, metrics.objective_key(): value, metrics.CHECKPOINT_EVAL_SECONDS: seconds}, checkpoint.step
         )
+        try:
+            self.flush()
+        except Exception as error:  # the tracking store is away: the points stay queued, training goes on
+            log.warning("checkpoint %d's metrics kept for later: %s", checkpoint.number, error)
         self.trial.set_user_attr(ATTR_TRAINED_EPOCHS, checkpoint.epoch)
         pruner = self.config.pruner
         if self.prunable and report_checkpoint(
@@ -81,10 +92,10 @@ def checkpoint_hook(
     trial: optuna.Trial,
     config: StudyConfig,
     scorer: CheckpointScorer | None,
-    log_metrics: Callable[[Mapping[str, float], int], None],
+    buffer: MetricBuffer,
     prunable: bool = True,
 ) -> CheckpointHook | None:
     """The trial's hook, or None when the objective is measured only after training."""
     if not config.evaluation.during_training.enabled:
         return None
-    return CheckpointHook(trial, config, scorer, log_metrics, prunable=prunable)
+    return CheckpointHook(trial, config, scorer, buffer.add, buffer.flush, prunable=prunable)

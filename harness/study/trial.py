@@ -148,9 +148,7 @@ class TrialRunner:
             spent=lambda key: _spent(trial, key),
             exclusive=lambda name: study_lock(self.config.storage, f"{self.config.study_name}:{name}"),
             run_id=run_id,
-            checkpoint=checkpoint_hook(
-                trial, self.config, self.checkpoint_scorer, buffer.add, prunable=original is None
-            ),
+            checkpoint=checkpoint_hook(trial, self.config, self.checkpoint_scorer, buffer, prunable=original is None),
             repeat=repeat,
         )
         try:

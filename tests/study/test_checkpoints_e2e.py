@@ -3,6 +3,11 @@ checkpoint kept, and a pruned trial KILLED with its reason and its curve."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -12,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from harness.config import load_config
 from harness.study import run_sweep, storage
 from harness.study.checkpoints import ATTR_BEST_EPOCH, ATTR_TRAINED_EPOCHS
+from harness.study.storage import retry_of
 
 pytestmark = pytest.mark.slow
 METRIC = "consistency/heldout/consistency"
@@ -92,3 +98,54 @@ def test_a_pruned_trial_is_killed_with_its_reason_and_keeps_its_curve(
     assert "at checkpoint 2 (epoch 2.00, step 6)" in run.data.tags["harness.pruned_reason"]
     assert [step for step, _ in curve(client, run.info.run_id, METRIC)] == [3, 6]  # the curve, kept
     assert [v for _, v in curve(client, run.info.run_id, METRIC)] == list(trial.intermediate_values.values())
+
+
+# A worker that stops dead in its first trial's second checkpoint evaluation (after scoring started).
+HANG_IN_CHECKPOINT = """
+import sys, time
+from pathlib import Path
+from harness.config import load_config
+from harness.evaluation.checkpoint import CheckpointScorer
+from harness.study import run_sweep
+
+score, calls = CheckpointScorer.score, []
+
+def hanging(self, answer):
+    calls.append(1)
+    if len(calls) == 2:
+        Path(sys.argv[2]).write_text("in checkpoint 2")
+        time.sleep(600)  # killed here
+    return score(self, answer)
+
+CheckpointScorer.score = hanging
+run_sweep(load_config(Path(sys.argv[1]), sys.argv[3:]))
+"""
+
+
+def test_resume_after_a_kill_in_a_checkpoint_evaluation(study_yaml: Path, tmp_path: Path) -> None:
+    overrides = [*DURING, "workers.heartbeat_interval_s=1", "workers.grace_period_s=4"]
+    marker = tmp_path / "in-checkpoint"
+    env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
+    command = [sys.executable, "-c", HANG_IN_CHECKPOINT, str(study_yaml), str(marker), *overrides]
+    worker = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not marker.exists() and worker.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert marker.exists(), "the worker never reached its second checkpoint"
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+
+    config = load_config(study_yaml, overrides)
+    run_sweep(config)  # the same command again: the dead trial fails as stale and runs again
+    study = optuna.load_study(study_name="tiny", storage=config.storage)
+    killed, retry = study.trials
+    assert killed.state == optuna.trial.TrialState.FAIL and sorted(killed.intermediate_values) == [1]
+    assert retry_of(retry) == killed.number and retry.params == killed.params
+    assert retry.state == optuna.trial.TrialState.COMPLETE
+    assert sorted(retry.intermediate_values) == [1, 2, 3]  # measured afresh, nothing taken from the dead run
+    client = MlflowClient(config.mlflow.tracking_uri)
+    assert client.get_run(killed.user_attrs["mlflow_run_id"]).info.status == "FAILED"
+    dead_curve = curve(client, killed.user_attrs["mlflow_run_id"], METRIC)
+    assert [step for step, _ in dead_curve] == [3]  # its curve up to the kill, kept
+    assert [step for step, _ in curve(client, retry.user_attrs["mlflow_run_id"], METRIC)] == [3, 6, 9, 9]
+    assert dead_curve[0][1] == retry.intermediate_values[1]  # deterministic training: the same first epoch
