@@ -48,6 +48,7 @@ TAG_RUN_ID = "harness.run_id"
 TAG_KIND = "harness.model_kind"
 TAG_PROMOTION = "harness.promotion"
 TAG_PROMOTION_INTERVAL = "harness.promotion_interval"  # JSON: the paired interval that decided
+TAG_PROMOTION_SEEDS = "harness.promotion_seeds"  # training runs of the candidate that interval covers
 # Registered model tag: "<owner uuid>:<unix expiry>" while a promotion holds its lock.
 TAG_PROMOTION_LOCK = "harness.promotion_lock"
 _BATCH_METRICS = 1000

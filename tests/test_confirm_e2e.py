@@ -9,6 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from harness.config import load_config
+from harness.lifecycle import registry
 from harness.storage import ATTR_CONFIRMED, ATTR_RUN_ID, repeat_of
 from harness.study import run_sweep
 
@@ -47,3 +48,8 @@ def test_a_confirmed_sweep_reports_and_promotes_over_seeds_and_prompts(study_yam
     assert (parent[f"best/{METRIC}_vs_baseline_ci_low"], parent[f"best/{METRIC}_vs_baseline_ci_high"]) == (low, high)
     gains = [client.get_run(t.user_attrs[ATTR_RUN_ID]).data.metrics[f"{METRIC}_vs_baseline"] for t in trials]
     assert mean == pytest.approx(sum(gains) / 3)  # one baseline, the same four prompts for every seed
+
+    promotion = registry.promote(config, dry_run=True)  # the study's best: its confirmed configuration
+    assert promotion.candidate_run_id == trials[0].user_attrs[ATTR_RUN_ID]
+    assert promotion.interval.n_seeds == 3 and promotion.interval.mean == pytest.approx(mean)
+    assert "x 3 training seeds" in promotion.reason

@@ -35,6 +35,7 @@ from harness.evaluation.paired import (
     row_value,
 )
 
+ONE_RUN = "one training run: the interval ignores training noise"
 Runs = Sequence[Sequence[float | None]]  # per run (training seed), one value per prompt
 GROUP_COLUMN = "group"  # a per-example table column naming the question group an example belongs to
 
@@ -53,7 +54,7 @@ class SeededDiff(PairedDiff):
     def seeds_text(self) -> str:
         """``x 5 training seeds (seed sd 0.021)``, or that one run ignores training noise."""
         if self.n_seeds == 1:
-            return "one training run: the interval ignores training noise"
+            return ONE_RUN
         return f"x {self.n_seeds} training seeds (seed sd {self.seed_sd:.3g})"
 
     def describe(self) -> str:

@@ -6,7 +6,7 @@ A configuration's runs are its search trial and those repeats. Its mean objectiv
 chooses the best configuration, and the two-level bootstrap
 (:func:`~harness.evaluation.seeds.seeded_bootstrap`) over its runs' per-example tables gives its
 interval against the untuned baseline, covering training seeds as well as prompts. Promotion
-reads the same runs (:func:`configuration_tables`), so its verdict covers training noise too.
+reads the same runs (:func:`repeat_tables`), so its verdict covers training noise too.
 """
 
 from __future__ import annotations
@@ -15,17 +15,18 @@ import json
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
 from harness.config import ObjectiveConfig, StudyConfig
-from harness.evaluation.seeds import SeededDiff, compare_seeded_rows
+from harness.evaluation.paired import PairedDiff
+from harness.evaluation.seeds import SeededDiff
 from harness.evaluation.tables import load_rows
-from harness.lifecycle.promotion import PerExample, per_example
+from harness.lifecycle.promotion import per_example, signed_seeded_interval
 from harness.storage import ATTR_CONFIRMED, ATTR_REPEAT_OF, ATTR_RUN_ID, repeat_of
-from harness.tracking import TAG_EVAL_DIGEST, TAG_TRIAL
+from harness.tracking import TAG_EVAL_DIGEST, TAG_PROMOTION_INTERVAL, TAG_PROMOTION_SEEDS, TAG_TRIAL
 
 Rows = list[dict[str, Any]]
 
@@ -82,14 +83,6 @@ class Configuration:
         }
 
 
-def interval_vs_baseline(
-    spec: PerExample, tables: Sequence[Rows], baseline: Rows, *, level: float, resamples: int
-) -> SeededDiff | None:
-    """The two-level interval of the runs' improvement over the baseline, signed so better is +."""
-    diff = compare_seeded_rows(tables, [baseline], spec.column, level=level, resamples=resamples)
-    return diff.negated() if diff is not None and spec.direction == "minimize" else diff
-
-
 def configure(
     config: StudyConfig, trials: Sequence[FrozenTrial], original: int, client: Any, baseline: Rows | None
 ) -> Configuration | None:
@@ -106,7 +99,7 @@ def configure(
         settings = config.evaluation
         if tables:
             level, resamples = settings.confidence_level, settings.bootstrap_resamples
-            diff = interval_vs_baseline(spec, tables, baseline, level=level, resamples=resamples)
+            diff = signed_seeded_interval(spec, tables, [baseline], level=level, resamples=resamples)
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return Configuration(original, tuple(t.number for t in runs), statistics.fmean(values), sd, diff, runs[0].params)
 
@@ -128,19 +121,30 @@ def confirmed_best(study: Any) -> FrozenTrial | None:
     return next((t for t in study.get_trials(deepcopy=False) if t.number == chosen), None)
 
 
-def configuration_tables(client: Any, run: Any, split: str) -> list[Rows]:
-    """The per-example tables of every FINISHED run of ``run``'s configuration, its own first:
-    the search trial and its repeats under the same parent run, measured like it (eval digest).
-    Just its own table when it has no repeat (or none of them has a table)."""
+def repeat_tables(client: Any, run: Any, split: str) -> list[Rows]:
+    """The per-example tables of the other FINISHED runs of ``run``'s configuration: the search
+    trial and its repeats under the same parent run, measured like it (eval digest). Empty for a
+    run that is no trial, or whose configuration was never confirmed."""
     tags = run.data.tags
-    own = load_rows(client, run.info.run_id, split)
     original, parent = tags.get(ATTR_REPEAT_OF) or tags.get(TAG_TRIAL), tags.get("mlflow.parentRunId")
-    if own is None or original is None or parent is None:
-        return [] if own is None else [own]
+    if original is None or parent is None or TAG_EVAL_DIGEST not in tags:
+        return []
     same = f"tags.`mlflow.parentRunId` = '{parent}' and attributes.status = 'FINISHED'"
-    same += f" and tags.`{TAG_EVAL_DIGEST}` = '{tags.get(TAG_EVAL_DIGEST, '')}'"
+    same += f" and tags.`{TAG_EVAL_DIGEST}` = '{tags[TAG_EVAL_DIGEST]}'"
     found = client.search_runs([run.info.experiment_id], f"{same} and tags.`{ATTR_REPEAT_OF}` = '{original}'")
+    if not found and ATTR_REPEAT_OF not in tags:
+        return []  # no repeat: the search trial alone
     found += client.search_runs([run.info.experiment_id], f"{same} and tags.`{TAG_TRIAL}` = '{original}'")
-    others = {r.info.run_id: r for r in found if r.info.run_id != run.info.run_id}
-    tables = [load_rows(client, run_id, split) for run_id in sorted(others)]
-    return [own, *(rows for rows in tables if rows is not None)]
+    others = sorted({r.info.run_id for r in found} - {run.info.run_id})
+    tables = [load_rows(client, run_id, split) for run_id in others]
+    return [rows for rows in tables if rows is not None]
+
+
+def evidence_tags(interval: PairedDiff, context: Mapping[str, Any]) -> dict[str, str]:
+    """A promoted version's record of the interval that decided: all of it as JSON (mean, ends,
+    prompts, training seeds, seed sd, and ``context``), and how many training runs it covers."""
+    seeds = interval.n_seeds if isinstance(interval, SeededDiff) else 1
+    return {
+        TAG_PROMOTION_INTERVAL: json.dumps({**asdict(interval), **context}),
+        TAG_PROMOTION_SEEDS: str(seeds),
+    }

@@ -3,7 +3,9 @@
 The opponent is the alias's holder (a registered version) or, for the first holder, the study's
 untuned baseline. A side is a run's objective values and, when the objective is a per-example
 score, that run's per-example table: the gate (:mod:`harness.lifecycle.promotion`) pairs the two
-tables example by example, so a run without its table is no evidence. An opponent's runs are
+tables example by example, so a run without its table is no evidence. A run whose configuration
+was confirmed (:mod:`harness.lifecycle.confirmed`) brings the tables of its other runs, and the
+interval then covers training seeds as well as prompts. An opponent's runs are
 searched for one measured like the candidate (same evaluation, with its table); when none is and
 the objective comes from the evaluation alone, the opponent is evaluated again (never in a dry run).
 """
@@ -11,13 +13,14 @@ the objective comes from the evaluation alone, the opponent is evaluated again (
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness.config import StudyConfig
 from harness.evaluation.paired import PairedDiff
 from harness.evaluation.tables import load_rows, table_path
-from harness.lifecycle.promotion import per_example, signed_interval
+from harness.lifecycle.confirmed import repeat_tables
+from harness.lifecycle.promotion import per_example, signed_seeded_interval
 from harness.lifecycle.selection import Scores, evaluation_only
 from harness.tracking import (
     BASELINE_ROLE,
@@ -39,6 +42,8 @@ class Measured:
 
     scores: Scores
     rows: list[dict[str, Any]] | None = None
+    # The tables of the other runs of its configuration (training seeds: harness.lifecycle.confirmed).
+    repeat_rows: list[list[dict[str, Any]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,8 @@ def measure(config: StudyConfig, client: Any, run: Any) -> Measured:
     """A run's objective values, and its per-example table when the objective is per-example."""
     spec = per_example(config.objective)
     rows = load_rows(client, run.info.run_id, spec.split) if spec is not None else None
-    return Measured(Scores.of_run(run, config.objective), rows)
+    repeats = repeat_tables(client, run, spec.split) if spec is not None and rows is not None else []
+    return Measured(Scores.of_run(run, config.objective), rows, repeats)
 
 
 def like(config: StudyConfig, client: Any, runs: Sequence[Any], candidate: Measured) -> Measured | None:
@@ -135,7 +141,14 @@ def paired_interval(config: StudyConfig, candidate: Measured, opponent: Measured
         if side.rows is None:
             return None, f"run {side.scores.run_id} has no per-example table {table_path(spec.split)}"
     assert candidate.rows is not None and opponent.rows is not None  # for the type checker
-    interval = signed_interval(spec, candidate.rows, opponent.rows, config.promotion)
+    settings = config.promotion
+    interval = signed_seeded_interval(
+        spec,
+        [candidate.rows, *candidate.repeat_rows],
+        [opponent.rows, *opponent.repeat_rows],
+        level=settings.confidence_level,
+        resamples=settings.bootstrap_resamples,
+    )
     if interval is None:
         return None, f"the {table_path(spec.split)} tables share no example scored on {', '.join(spec.weights)}"
     return interval, ""

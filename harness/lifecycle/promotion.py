@@ -18,7 +18,7 @@ from typing import Any
 
 from harness.config import ObjectiveConfig, PromotionConfig
 from harness.evaluation.paired import Column, PairedDiff
-from harness.evaluation.seeds import compare_seeded_rows
+from harness.evaluation.seeds import ONE_RUN, SeededDiff, compare_seeded_rows
 from harness.evaluation.task import PER_EXAMPLE_COLUMN
 from harness.metrics import CONSISTENCY, TASK, try_parse
 
@@ -77,19 +77,29 @@ def signed_interval(
     champion_rows: Sequence[Mapping[str, Any]],
     settings: PromotionConfig,
     seed: int = 0,
-) -> PairedDiff | None:
-    """The paired interval of the candidate's improvement (better is positive whatever the
-    direction); None when the tables share no example with both values."""
-    better, worse = (champion_rows, candidate_rows) if spec.direction == "minimize" else (candidate_rows, champion_rows)
-    # One run each: the paired bootstrap, resampling whole question groups when rows carry them.
-    return compare_seeded_rows(
-        [better],
-        [worse],
-        spec.column,
-        level=settings.confidence_level,
-        resamples=settings.bootstrap_resamples,
-        seed=seed,
+) -> SeededDiff | None:
+    """The paired interval of the candidate's improvement from one run each (better is positive
+    whatever the direction); None when the tables share no example with both values."""
+    level, resamples = settings.confidence_level, settings.bootstrap_resamples
+    return signed_seeded_interval(spec, [candidate_rows], [champion_rows], level=level, resamples=resamples, seed=seed)
+
+
+def signed_seeded_interval(
+    spec: PerExample,
+    candidate_tables: Sequence[Sequence[Mapping[str, Any]]],
+    opponent_tables: Sequence[Sequence[Mapping[str, Any]]],
+    *,
+    level: float,
+    resamples: int,
+    seed: int = 0,
+) -> SeededDiff | None:
+    """The improvement of the candidate's runs (training seeds of one configuration) over the
+    opponent's, over seeds and prompts (:mod:`harness.evaluation.seeds`), better is +. With one
+    run each it is the paired bootstrap's interval exactly."""
+    diff = compare_seeded_rows(
+        candidate_tables, opponent_tables, spec.column, level=level, resamples=resamples, seed=seed
     )
+    return diff.negated() if diff is not None and spec.direction == "minimize" else diff
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,11 @@ def strictly_better(candidate: float, champion: float, direction: str) -> bool:
     return candidate < champion if direction == "minimize" else candidate > champion
 
 
+def _seeds(interval: PairedDiff) -> str:
+    """`` x 3 training seeds (seed sd 0.021)`` when the candidate's runs are several, else nothing."""
+    return f" {interval.seeds_text}" if isinstance(interval, SeededDiff) and interval.n_seeds > 1 else ""
+
+
 def interval_text(spec: PerExample, interval: PairedDiff) -> str:
     """E.g. ``<objective> +0.041 [90% CI +0.012, +0.070]``."""
     return f"{spec.name} {interval.mean:+.3g} [{interval.level:.0%} CI {interval.low:+.3g}, {interval.high:+.3g}]"
@@ -115,7 +130,9 @@ def decide_paired(
     spec: PerExample, interval: PairedDiff, *, min_delta: float, champion_label: str, against: str = "champion"
 ) -> Decision:
     """Wins only when the whole interval of the improvement lies above ``min_delta``."""
-    basis = f"n={interval.n} paired examples on {spec.split}, better is +"
+    basis = f"n={interval.n} paired examples on {spec.split}{_seeds(interval)}, better is +"
+    if not isinstance(interval, SeededDiff) or interval.n_seeds == 1:
+        basis += f"; {ONE_RUN}"
     line = f"{interval_text(spec, interval)} vs {champion_label} (min_delta {min_delta:g}; {basis})"
     if interval.clears(min_delta):
         return Decision(True, f"beats the {against}: {line}", interval, line)

@@ -21,14 +21,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness.config import ObjectiveConfig, StudyConfig
 from harness.evaluation.paired import PairedDiff
 from harness.evaluation.tables import table_path
 from harness.lifecycle import model_format
-from harness.lifecycle.confirmed import confirmed_best
+from harness.lifecycle.confirmed import confirmed_best, evidence_tags
 from harness.lifecycle.evidence import (
     Measured,
     Opponent,
@@ -52,7 +52,6 @@ from harness.tracking import (
     TAG_EVAL_DIGEST,
     TAG_KIND,
     TAG_PROMOTION,
-    TAG_PROMOTION_INTERVAL,
     TAG_RUN_ID,
     TAG_STUDY,
     TAG_TRIAL,
@@ -389,7 +388,7 @@ def _write(config: StudyConfig, client: Any, result: PromotionResult, old: Any |
     result.candidate_version = version
     client.set_model_version_tag(name, version, TAG_PROMOTION, f"{alias}: {result.reason}"[:5000])
     if result.interval is not None:
-        evidence = {**asdict(result.interval), "vs_version": result.champion_version, "vs_run": result.opponent_run_id}
-        evidence["min_delta"] = config.promotion.min_delta
-        client.set_model_version_tag(name, version, TAG_PROMOTION_INTERVAL, json.dumps(evidence))
+        context = {"vs_version": result.champion_version, "vs_run": result.opponent_run_id}
+        for key, value in evidence_tags(result.interval, {**context, "min_delta": config.promotion.min_delta}).items():
+            client.set_model_version_tag(name, version, key, value)
     result.written = [f"version {version} registered and tagged", *_move_aliases(client, name, alias, version, old)]
