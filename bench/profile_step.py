@@ -63,7 +63,7 @@ def main() -> None:
     backend.prepare()
     params = trial_params(args, args.method)
     model = backend.trial_model(params)
-    trainer = backend.trial_trainer(params, model, work, [], quiet=True)
+    trainer = backend.trial_trainer(backend.plan(params), model, work, [], quiet=True)
     counter = CountingCollator(trainer.data_collator)
     trainer.data_collator = counter
     trainer.create_optimizer()

@@ -123,7 +123,7 @@ def through_harness(backend: LocalBackend, args: argparse.Namespace, method: str
     params = trial_params(args, method)
     model = backend.trial_model(params)
     clock = StepClock()
-    trainer = backend.trial_trainer(params, model, work, [clock], quiet=True)
+    trainer = backend.trial_trainer(backend.plan(params), model, work, [clock], quiet=True)
     counter = CountingCollator(trainer.data_collator)
     trainer.data_collator = counter
     trainer.train()

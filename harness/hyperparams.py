@@ -101,11 +101,6 @@ class TrialParams:
         object.__setattr__(self, "_values", {h.name: values.get(h.name) for h in HYPERPARAMETERS})
         object.__setattr__(self, "training_args", dict(training_args or {}))
 
-    def __getattr__(self, name: str) -> Any:
-        if name in BY_NAME:
-            return self._values[name]
-        raise AttributeError(name)
-
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("TrialParams is immutable")
 
@@ -122,6 +117,48 @@ class TrialParams:
         present = ", ".join(f"{k}={v!r}" for k, v in self._values.items() if v is not None)
         return f"TrialParams({present})"
 
+    # One typed property per hyperparameter (checked below). The four every backend samples always
+    # have a value on a sampled trial; the others are None where the backend or the method skips them.
+    @property
+    def method(self) -> str:
+        return self._values["method"]
+
+    @property
+    def epochs(self) -> int:
+        return self._values["epochs"]
+
+    @property
+    def batch_size(self) -> int:
+        return self._values["batch_size"]
+
+    @property
+    def lr_multiplier(self) -> float:
+        return self._values["lr_multiplier"]
+
+    @property
+    def dropout(self) -> float | None:
+        return self._values["dropout"]
+
+    @property
+    def lora_rank(self) -> int | None:
+        return self._values["lora_rank"]
+
+    @property
+    def lora_alpha(self) -> int | None:
+        return self._values["lora_alpha"]
+
+    @property
+    def lora_target_modules(self) -> tuple[str, ...] | None:
+        return self._values["lora_target_modules"]
+
+    @property
+    def beta(self) -> float | None:
+        return self._values["beta"]
+
+    @property
+    def augmentation(self) -> str | None:
+        return self._values["augmentation"]
+
     @property
     def is_lora(self) -> bool:
         return self.method == "lora"
@@ -134,3 +171,8 @@ class TrialParams:
             if value is not None
         }
         return flat | {f"training_args.{k}": v for k, v in self.training_args.items()}
+
+
+# A hyperparameter declared without its property would be unreadable on a trial: stop at import.
+if _unreadable := [h.name for h in HYPERPARAMETERS if not isinstance(getattr(TrialParams, h.name, None), property)]:
+    raise RuntimeError(f"TrialParams has no property for {_unreadable}: add one per hyperparameter")

@@ -20,7 +20,7 @@ TrainingMethod = Literal["sft", "dpo"]
 Precision = Literal["auto", "bf16", "fp32"]
 
 # TrainingArguments fields every local trial takes from the harness, each with what it comes from.
-# LocalBackend.training_kwargs builds exactly these keys and refuses to run when they differ, so
+# harness.backends.local.plan builds exactly these keys and refuses to run when they differ, so
 # this table is what search_space.training_args is checked against at load (no transformers import).
 HARNESS_TRAINING_ARGS: Mapping[str, str] = MappingProxyType(
     {

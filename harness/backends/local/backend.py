@@ -24,13 +24,11 @@ from harness.backends.local import packed_attention
 from harness.backends.local.callbacks import MetricsCallback, PruningCallback, RichProgressCallback
 from harness.backends.local.checkpoint_eval import CheckpointCallback
 from harness.backends.local.objective import Objective
-from harness.backends.local.plan import resolve
+from harness.backends.local.plan import TrialPlan, plan_trial
 from harness.backends.local.sft import SFT
-from harness.backends.local.trainer_args import with_sampled_args
 from harness.config import StudyConfig
 from harness.device import cpu_flags, use_bf16, use_physical_cores
 from harness.hyperparams import TrialParams
-from harness.settings.training import HARNESS_TRAINING_ARGS
 
 
 def set_dropout(model: Any, p: float) -> None:
@@ -52,14 +50,11 @@ class LocalBackend:
         self.config = config
         self.objective = objective if objective is not None else SFT(config)
         self._bf16_base: Any = None  # lora_base's copy, made on the first LoRA trial
-        # The running trial's training seed: training.seed, offset by k for a confirmation repeat.
-        # One attribute is enough: local trials of one process run one at a time (parallel_trials).
-        self.seed = config.training.seed
 
     def prepare(self) -> dict[str, Any]:
         if not torch.cuda.is_available():
             use_physical_cores()
-        return self.objective.prepare(self)
+        return self.objective.prepare()
 
     def dry_run(self, params: Sequence[TrialParams]) -> str:
         """Validate data and model, then show what the sampled trials would train with."""
@@ -67,7 +62,7 @@ class LocalBackend:
         lines = [f"{self.config.study_name}: local training of {self.config.base_model}"]
         lines += [f"  {key}: {value}" for key, value in facts.items()]
         for number, trial_params in enumerate(params):
-            plan = self.plan(trial_params)
+            plan = self.plan(trial_params).resolved
             lines.append(
                 f"  trial {number}: {trial_params.as_flat_dict()} -> learning_rate {plan.learning_rate:.3g}, "
                 f"micro-batch {plan.micro_batch} x {plan.accumulation} accumulation, dropout on "
@@ -75,9 +70,12 @@ class LocalBackend:
             )
         return "\n".join(lines)
 
-    def plan(self, params: TrialParams) -> Any:
-        """What ``params`` mean for this machine's training (harness.backends.local_plan.resolve)."""
-        return resolve(params, self.config.training, use_bf16(self.config.training.precision))
+    def plan(self, params: TrialParams, repeat: int = 0) -> TrialPlan:
+        """A trial's whole plan on this machine (harness.backends.local.plan), made once per trial;
+        ``repeat`` k (a confirmation repeat) trains with training.seed + k."""
+        t = self.config.training
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        return plan_trial(params, t, bf16=use_bf16(t.precision), device=device, seed=t.seed + repeat)
 
     def lora_base(self) -> Any:
         """The model LoRA trials wrap: the shared base, or a copy of it with bf16 Linear weights when
@@ -114,40 +112,12 @@ class LocalBackend:
         return TrainingArguments(**self.training_kwargs(params, output_dir, disable_tqdm))
 
     def training_kwargs(self, params: TrialParams, output_dir: Path, disable_tqdm: bool = False) -> dict[str, Any]:
-        """TrainingArguments fields of a trial (TRL's configs take the same ones, and more)."""
-        t = self.config.training
-        plan = self.plan(params)
-        on_cpu = not torch.cuda.is_available()
-        owned = dict(
-            output_dir=str(output_dir),
-            num_train_epochs=params.epochs,
-            per_device_train_batch_size=plan.micro_batch,
-            per_device_eval_batch_size=max(plan.micro_batch, 8),
-            gradient_accumulation_steps=plan.accumulation,
-            learning_rate=plan.learning_rate,
-            eval_strategy="steps",
-            eval_steps=t.eval_steps,
-            logging_steps=t.logging_steps,
-            save_strategy=t.save_strategy,
-            save_steps=t.save_steps,
-            save_total_limit=t.save_total_limit,
-            save_only_model=True,
-            bf16=plan.bf16,
-            use_cpu=on_cpu,
-            train_sampling_strategy="group_by_length" if t.group_by_length else "random",
-            include_num_input_tokens_seen="non_padding",
-            report_to="none",  # our tracker logs; transformers' MLflow callback would log twice
-            seed=self.seed,
-            dataloader_num_workers=0,
-            remove_unused_columns=False,
-            prediction_loss_only=True,  # evaluation needs the loss, not every logit gathered
-            disable_tqdm=disable_tqdm,
-        )
-        return with_sampled_args(owned, HARNESS_TRAINING_ARGS, params.training_args)
+        """TrainingArguments fields of a trial with ``params`` writing to ``output_dir``, from its plan."""
+        return self.plan(params).trainer_kwargs(output_dir, disable_tqdm)
 
-    def trial_trainer(self, params: TrialParams, model: Any, work: Path, callbacks: list[Any], quiet: bool) -> Any:
-        """The trainer of one trial, as the objective builds it."""
-        return self.objective.trainer(self, params, model, work, callbacks, quiet)
+    def trial_trainer(self, plan: TrialPlan, model: Any, work: Path, callbacks: list[Any], quiet: bool) -> Any:
+        """The trainer of one planned trial, as the objective builds it."""
+        return self.objective.trainer(plan, model, work, callbacks, quiet)
 
     def release_for(self, params: TrialParams, model: Any) -> Callable[[], None]:
         """What frees a trial's model: LoRA layers live inside the shared base, and unloading them
@@ -160,38 +130,37 @@ class LocalBackend:
 
         return release
 
-    def resolved_params(self, params: TrialParams) -> dict[str, Any]:
-        plan = self.plan(params)
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    def resolved_params(self, plan: TrialPlan) -> dict[str, Any]:
         return {
-            **plan.as_params(),
-            "device": device,
-            **self.numerics_params(plan.bf16, device),
-            **self.objective.resolved_params(params),
+            **plan.resolved.as_params(),
+            "device": plan.device,
+            **self.numerics_params(plan),
+            **self.objective.resolved_params(plan.params),
         }
 
-    def numerics_params(self, bf16: bool, device: str) -> dict[str, Any]:
+    def numerics_params(self, plan: TrialPlan) -> dict[str, Any]:
         """What fixes a trial's numerics beyond its params and data, so that two runs can be compared."""
         import peft
 
         t = self.config.training
-        limit = packed_attention.fp32_max_tokens(t.attention_precision, device, cpu_flags())
-        if not getattr(self.objective, "packing", False):  # no packed rows: attention follows autocast
+        limit = packed_attention.fp32_max_tokens(t.attention_precision, plan.device, cpu_flags())
+        if not self.objective.packing:  # no packed rows: attention follows autocast
             limit = 0
         return {
             "attention_precision": t.attention_precision,
             # examples up to this many tokens attend in fp32; "all" when training is fp32 anyway
-            "attention_fp32_max_tokens": "all" if limit is None or not bf16 else limit,
+            "attention_fp32_max_tokens": "all" if limit is None or not plan.resolved.bf16 else limit,
             "torch_threads": torch.get_num_threads(),
             "torch_version": torch.__version__,
             "transformers_version": transformers.__version__,
             "peft_version": peft.__version__,
-            "training_seed": self.seed,
+            "training_seed": plan.seed,
             "train_sampling": "group_by_length" if t.group_by_length else "random",
         }
 
     def train(self, params: TrialParams, ctx: TrialContext) -> TrainResult:
         """Train one trial; the trained model stays in memory for ``answer`` until ``release``."""
+        plan = self.plan(params, ctx.repeat)
         trial_facts = self.objective.trial_facts(params)
         tokenizer = models.load_tokenizer(self.config.base_model)
         # Per run id, never per trial number: a study name used again must not overwrite the weights
@@ -199,8 +168,7 @@ class LocalBackend:
         work = self.config.training.run_dir(self.config.study_name, ctx.run_id or f"norun-{uuid.uuid4().hex}")
         # The Trainer seeds only when it is built: LoRA's initial weights are drawn before that, and
         # would otherwise follow whatever this process drew earlier (an earlier trial, the baseline).
-        self.seed = self.config.training.seed + ctx.repeat
-        set_seed(self.seed)
+        set_seed(plan.seed)
         model = self.trial_model(params)
         release = self.release_for(params, model)
         metrics_cb, pruning_cb = (
@@ -214,7 +182,7 @@ class LocalBackend:
         if ctx.progress is not None:
             callbacks.append(RichProgressCallback(ctx.progress, f"trial {ctx.number} ({params.method})"))
         try:
-            trainer = self.trial_trainer(params, model, work, callbacks, quiet=ctx.progress is not None)
+            trainer = self.trial_trainer(plan, model, work, callbacks, quiet=ctx.progress is not None)
             trainer.train()
             pruning_cb.enabled = False
             kept = checkpoints.restore_best() if checkpoints is not None else None  # keep: best
@@ -235,7 +203,7 @@ class LocalBackend:
         kept_facts = checkpoints.facts(kept) if checkpoints is not None else {}
         return TrainResult(
             metrics=metrics,
-            params={**self.resolved_params(params), **trial_facts, **kept_facts},
+            params={**self.resolved_params(plan), **trial_facts, **kept_facts},
             model_dir=final_dir,
             answer=self.answerer(model),
             release=release,
@@ -257,7 +225,10 @@ class LocalBackend:
 
     def baseline_metrics(self) -> dict[str, float]:
         """The untuned base model's before-picture on the objective's own metrics (eval loss for SFT)."""
-        return self.objective.baseline_metrics(self)
+        # Planned as a trial evaluates: micro-batches of the configured size, this machine's precision.
+        size = self.config.training.max_micro_batch_size
+        params = TrialParams(method="full", epochs=1, batch_size=size, lr_multiplier=1.0, dropout=0.0)
+        return self.objective.baseline_metrics(self.plan(params))
 
     def base_answerer(self) -> Answerer:
         """Answers from the untuned base model: the study's before-picture."""

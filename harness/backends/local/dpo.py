@@ -34,7 +34,7 @@ from harness.hyperparams import TrialParams
 from harness.settings.training import DPO_TRAINING_ARGS
 
 if TYPE_CHECKING:
-    from harness.backends.local.objective import TrialSetup
+    from harness.backends.local.plan import TrialPlan
 
 # TRL's own default, used (and logged as the resolved beta) when the search space leaves beta out.
 DEFAULT_BETA = 0.1
@@ -131,13 +131,14 @@ class DPO:
     """The Objective (local/backend.py) of DPO on preference pairs, with TRL's DPOTrainer."""
 
     step_metrics = DPO_STEP_METRICS
+    packing = False  # TRL batches the pairs itself
 
     def __init__(self, config: StudyConfig):
         self.config = config
         self.train_pairs: list[Pair] = []
         self.eval_pairs: list[Pair] = []
 
-    def prepare(self, local: TrialSetup) -> dict[str, Any]:
+    def prepare(self) -> dict[str, Any]:
         check_training_args(list(self.config.search_space.training_args))
         train, validation = load_preference_splits(self.config.data, self.config.system_prompt)
         tokenizer = models.load_tokenizer(self.config.base_model)
@@ -161,9 +162,7 @@ class DPO:
     def beta(self, params: TrialParams) -> float:
         return DEFAULT_BETA if params.beta is None else float(params.beta)
 
-    def trainer(
-        self, local: TrialSetup, params: TrialParams, model: Any, work: Path, callbacks: list[Any], quiet: bool
-    ) -> Any:
+    def trainer(self, plan: TrialPlan, model: Any, work: Path, callbacks: list[Any], quiet: bool) -> Any:
         from datasets import Dataset
         from transformers.trainer_callback import PrinterCallback
         from trl import DPOConfig, DPOTrainer
@@ -175,17 +174,17 @@ class DPO:
 
             disable_progress_bar()
         dpo_args = {
-            "beta": self.beta(params),
+            "beta": self.beta(plan.params),
             "max_length": self.config.max_seq_length,  # TRL 1.x has no separate max_prompt_length
             "gradient_checkpointing": False,  # TRL's default trades ~20% speed for memory a small model does not need
             "disable_dropout": False,  # search_space.dropout means on DPO trials what it means on SFT ones
             # Length-grouped batches read this column (TRL's rows have no input_ids to measure).
             "length_column_name": "length",
         }
-        settings = with_sampled_args(dpo_args, DPO_TRAINING_ARGS, local.training_kwargs(params, work, quiet))
+        settings = with_sampled_args(dpo_args, DPO_TRAINING_ARGS, plan.trainer_kwargs(work, quiet))
         trainer = DPOTrainer(
             model=model,
-            ref_model=None if params.is_lora else self._reference(),
+            ref_model=None if plan.params.is_lora else self._reference(),
             args=DPOConfig(**settings),
             train_dataset=self._dataset(Dataset, self.train_pairs),
             eval_dataset=self._dataset(Dataset, self.eval_pairs),
@@ -222,6 +221,6 @@ class DPO:
     def cleanup(self) -> None:
         drop_fused_head(models.load_base(self.config.base_model))  # a failed trial never reached trained()
 
-    def baseline_metrics(self, local: TrialSetup) -> dict[str, float]:
+    def baseline_metrics(self, plan: TrialPlan) -> dict[str, float]:
         """None: the untuned base is its own reference, so its DPO loss is ln 2 and its rewards 0 by construction."""
         return {}

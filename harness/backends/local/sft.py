@@ -39,7 +39,7 @@ from harness.device import cpu_features
 from harness.hyperparams import TrialParams
 
 if TYPE_CHECKING:
-    from harness.backends.local.objective import TrialSetup
+    from harness.backends.local.plan import TrialPlan
 
 
 def features(tokenized: TokenizedSet) -> list[dict[str, list[int]]]:
@@ -82,7 +82,7 @@ class SFT:
         self.packing = False  # packed rows, once prepare has checked the model takes them
         self.trim_logits = True  # logits on trained targets only, where the model takes logits_to_keep
 
-    def prepare(self, local: TrialSetup) -> dict[str, Any]:
+    def prepare(self) -> dict[str, Any]:
         config = self.config
         check_training_args(list(config.search_space.training_args))
         if detect_format(config.data.train_file) == "dpo":
@@ -140,10 +140,8 @@ class SFT:
         trainer.remove_callback(PrinterCallback)  # with tqdm off it would print every log dict
         return trainer
 
-    def trainer(
-        self, local: TrialSetup, params: TrialParams, model: Any, work: Path, callbacks: list[Any], quiet: bool
-    ) -> Trainer:
-        return self.trainer_for(model, local.training_arguments(params, work, disable_tqdm=quiet), callbacks)
+    def trainer(self, plan: TrialPlan, model: Any, work: Path, callbacks: list[Any], quiet: bool) -> Trainer:
+        return self.trainer_for(model, TrainingArguments(**plan.trainer_kwargs(work, quiet)), callbacks)
 
     def trained(self, trainer: Any) -> None:
         """Nothing to undo: the Trainer changes only the weights."""
@@ -161,22 +159,15 @@ class SFT:
     def cleanup(self) -> None:
         """Nothing beyond unloading LoRA layers (the backend does)."""
 
-    def baseline_metrics(self, local: TrialSetup) -> dict[str, float]:
+    def baseline_metrics(self, plan: TrialPlan) -> dict[str, float]:
         """The untuned base model's eval loss, measured exactly like a trial's final evaluation (same
         collator, eval batch size and precision), without training and leaving the shared base as it was."""
         base = models.load_base(self.config.base_model)
-        params = TrialParams(
-            method="full",
-            epochs=1,
-            batch_size=self.config.training.max_micro_batch_size,
-            lr_multiplier=1.0,
-            dropout=0.0,
-        )
         # Trainer puts the model in eval mode and sets config.use_cache: put back what the shared base had.
         was_training, use_cache = base.training, getattr(base.config, "use_cache", None)
         try:
             with tempfile.TemporaryDirectory() as tmp:  # never the study's work dir: nothing is saved
-                args = local.training_arguments(params, Path(tmp), disable_tqdm=True)
+                args = TrainingArguments(**plan.trainer_kwargs(Path(tmp), quiet=True))
                 loss = self.trainer_for(base, args, []).evaluate()["eval_loss"]  # no_grad inside
         finally:
             base.train(was_training)
