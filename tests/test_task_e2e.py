@@ -98,6 +98,32 @@ def test_a_study_on_task_accuracy_logs_task_and_stability_for_trials_and_baselin
     assert decision.interval is not None and OBJECTIVE in decision.reason
 
 
+@pytest.mark.slow
+def test_task_accuracy_is_measured_at_checkpoints(task_yaml: Path) -> None:
+    during = [
+        *TASK[:2],
+        f"objective.metric={OBJECTIVE}",
+        "objective.direction=maximize",
+        "n_trials=1",
+        "search_space.method=lora",
+        "search_space.batch_size=4",  # 6 training rows: 2 steps an epoch
+        "search_space.epochs=2",
+        "evaluation.train_sample_size=0",
+        "evaluation.baseline=false",
+        "evaluation.during_training=true",
+        "mlflow.register_best=false",
+    ]
+    config = load_config(task_yaml, during)
+    run_sweep(config)
+    client = MlflowClient(config.mlflow.tracking_uri)
+    experiment = client.get_experiment_by_name("tiny")
+    run = next(r for r in client.search_runs([experiment.experiment_id]) if r.info.run_name == "trial-0")
+    points = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, OBJECTIVE))
+    assert [step for step, _ in points] == [2, 4, 4] and all(v == 0.5 for _, v in points)
+    trial = optuna.load_study(study_name="tiny", storage=config.storage).trials[0]
+    assert trial.intermediate_values == {1: 0.5, 2: 0.5}
+
+
 def test_an_objective_on_accuracy_needs_checked_examples(study_yaml: Path) -> None:
     config = load_config(study_yaml, TASK)  # the fixture's rows carry no checks
     with pytest.raises(ConfigError, match="no heldout example has assert checks"):

@@ -11,7 +11,9 @@ from harness import metrics
 from harness.answering import Answerer
 from harness.config import ConfigError
 from harness.data.chat import Example
+from harness.evaluation.checked import check_split, split_checks
 from harness.evaluation.scoring import SplitScores, score_split
+from harness.evaluation.task import Checked
 from harness.evaluation.trial import Evaluator, example_id, question_of, sample
 from harness.settings.evaluation import COMPOSITE, DuringTrainingConfig, EvaluationConfig
 
@@ -20,6 +22,8 @@ def scorers_for(inputs: Sequence[str], settings: EvaluationConfig) -> tuple[str,
     """Pure: the scorers that make the objective's inputs, in the evaluation's order (none for eval_loss)."""
     needed: set[str] = set()
     for name in filter(None, map(metrics.try_parse, inputs)):
+        if name.family != metrics.CONSISTENCY:
+            continue  # task accuracy is graded by the examples' checks, not by a scorer
         if name.scorer == COMPOSITE:
             needed |= set(settings.composite_scorers)
         elif name.is_judge:
@@ -31,11 +35,13 @@ def scorers_for(inputs: Sequence[str], settings: EvaluationConfig) -> tuple[str,
 
 @dataclass(frozen=True)
 class CheckpointScorer:
-    """Scores checkpoints on ``examples`` (the same for every trial) with ``scorers``."""
+    """Scores checkpoints on ``examples`` (the same for every trial) with ``scorers``, and grades
+    the answers with ``checks`` when the objective reads task accuracy."""
 
     evaluator: Evaluator
     examples: list[Example]
     scorers: tuple[str, ...]
+    checks: list[Checked] | None = None
 
     def score(self, answer: Answerer) -> SplitScores:
         """Held-out means (``consistency/heldout/<scorer>``) and per-prompt rows, in ``examples`` order."""
@@ -44,7 +50,7 @@ class CheckpointScorer:
         # The composite only when every scorer it is made of ran: a partial one would be logged as the real one.
         whole = set(settings.composite_scorers) <= set(self.scorers)
         weights = {s: settings.consistency_weights[s] for s in settings.composite_scorers} if whole else None
-        return score_split(
+        scores = score_split(
             metrics.HELDOUT,
             [question_of(e) for e in self.examples],
             [e.reference for e in self.examples],
@@ -55,6 +61,10 @@ class CheckpointScorer:
             weights=weights,
             ids=[example_id(e) for e in self.examples],
         )
+        if self.checks is None:
+            return scores
+        rows, graded = check_split(metrics.HELDOUT, self.checks, answers, scores.rows, similarity=None)
+        return SplitScores(scores.split, scores.metrics | graded, rows)
 
 
 def checkpoint_scorer(
@@ -64,7 +74,8 @@ def checkpoint_scorer(
     if evaluator is None or not during.enabled:
         return None
     scorers = scorers_for(inputs, evaluator.settings)
-    if not scorers:
+    graded = any((name := metrics.try_parse(n)) is not None and name.family == metrics.TASK for n in inputs)
+    if not scorers and not graded:
         return None
     heldout = evaluator.splits.get(metrics.HELDOUT, [])
     if during.heldout_size is not None and during.heldout_size > len(heldout):
@@ -72,4 +83,6 @@ def checkpoint_scorer(
             f"evaluation.during_training.heldout_size: {during.heldout_size} prompts, but the evaluation answers"
             f" {len(heldout)} held-out prompts; checkpoints take a subset of them: lower it or leave it out (all)"
         )
-    return CheckpointScorer(evaluator, sample(heldout, during.heldout_size, during.seed), scorers)
+    examples = sample(heldout, during.heldout_size, during.seed)
+    checks = split_checks(evaluator.settings, metrics.HELDOUT, examples, [example_id(e) for e in examples])
+    return CheckpointScorer(evaluator, examples, scorers, checks if graded else None)

@@ -52,11 +52,16 @@ class Objective(Protocol):
 
 
 def checkpoint_metrics(produced: set[str], evaluation_enabled: bool) -> set[str]:
-    """Pure: what a checkpoint measures: eval loss, and held-out means of the evaluation's scorers."""
+    """Pure: what a checkpoint measures: eval loss, and held-out means of the evaluation's scorers
+    and task accuracy (stability needs the whole evaluation: paraphrase groups, sampled answers)."""
     if not evaluation_enabled:
         return {"eval_loss"}
     names = [metrics.try_parse(n) for n in produced]
-    return {"eval_loss"} | {n.key for n in names if n is not None and n.split == metrics.HELDOUT and n.suffix is None}
+    return {"eval_loss"} | {
+        n.key
+        for n in names
+        if n is not None and n.split == metrics.HELDOUT and n.suffix is None and n.family != metrics.STABILITY
+    }
 
 
 def wilcoxon_problem(objective: Objective, during_training: bool, pruner: PrunerConfig) -> str | None:

@@ -15,6 +15,7 @@ from harness import metrics
 from harness.backends.base import Checkpoint
 from harness.config import StudyConfig
 from harness.evaluation.checkpoint import CheckpointScorer
+from harness.evaluation.task import PER_EXAMPLE_COLUMN
 from harness.objective import objective_value
 from harness.study.pruning import prompt_positions, prune_reason, report_checkpoint
 from harness.tracking import MetricBuffer
@@ -85,7 +86,8 @@ class CheckpointHook:
         name = metrics.try_parse(self.config.objective.metric)
         if name is None or self.config.objective.weights:
             return measured, None
-        return measured, [row.get(name.column) for row in scores.rows]
+        column = PER_EXAMPLE_COLUMN.get(name.scorer, name.column) if name.family == metrics.TASK else name.column
+        return measured, [row.get(column) for row in scores.rows]
 
 
 def checkpoint_hook(

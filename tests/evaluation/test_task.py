@@ -143,3 +143,18 @@ def test_composite_similarity_is_the_studys_composite_between_answers() -> None:
     assert similarity is not None
     assert list(similarity(["port 8443 it is"], ["port 8443 it is"])) == [pytest.approx(1.0)]
     assert composite_similarity(("rouge_l",), {}) is None
+
+
+def test_groups_only_one_split_has_are_named() -> None:
+    from harness.evaluation.checked import one_sided_groups
+
+    def ex(group: str | None) -> Example:
+        return Example(({"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}), "x:1", group=group)
+
+    train, heldout = [ex("port"), ex("flag"), ex(None)], [ex("port"), ex("class")]
+    assert one_sided_groups(train, heldout) == [
+        "1 group(s) only in the training split: flag",
+        "1 group(s) only in the held-out split: class",
+    ]
+    assert one_sided_groups(train, [ex("port"), ex("flag")]) == []
+    assert one_sided_groups([ex(None)], heldout) == []  # no groups on one side: nothing to compare
