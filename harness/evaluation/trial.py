@@ -236,13 +236,14 @@ class Evaluator:
 
 
 def check(settings: EvaluationConfig) -> None:
-    """Fail on a bad rubric or a missing judge GGUF now, before any run or trial exists."""
+    """Fail on a bad rubric, a missing judge GGUF or llama.cpp now, before any run or trial exists."""
     if not settings.enabled or "judge" not in settings.scorers:
         return
-    from harness.endpoints.llama_server import model_gguf
+    from harness.endpoints.llama_server import model_gguf, require_llama_cpp
     from harness.evaluation.rubric import load_rubric
 
     load_rubric(settings.judge.rubric)
+    require_llama_cpp(settings.judge, "evaluation.judge")
     if settings.judge.starts_servers:
         gguf = model_gguf(settings.judge.model)
         if not gguf.is_file():

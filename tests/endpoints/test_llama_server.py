@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import socket
+import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from harness.endpoints.llama_server import ServerError, llama_server
+from harness.config import ConfigError
+from harness.endpoints.endpoint import OpenAIEndpoint
+from harness.endpoints.llama_server import ServerError, llama_server, require_llama_cpp
 from harness.models import packaged_gguf
 
 
@@ -53,3 +56,12 @@ def test_server_serves_and_is_gone_after_an_interrupt() -> None:
         raise KeyboardInterrupt
     assert refused(port)
     assert server_processes(port) == []
+
+
+def test_only_a_server_the_harness_starts_needs_the_llama_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    require_llama_cpp(OpenAIEndpoint())  # installed here (the dev extra has it): nothing to say
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # as after `pip install -e .`
+    with pytest.raises(ConfigError, match=r"^evaluation.judge: .* pip install -e '\.\[llama\]'"):
+        require_llama_cpp(OpenAIEndpoint(), "evaluation.judge")
+    require_llama_cpp(OpenAIEndpoint(base_url="http://127.0.0.1:8080/v1"))  # served elsewhere
+    require_llama_cpp(OpenAIEndpoint(kind="openai", model="gpt-4o-mini"))

@@ -4,6 +4,7 @@ and the MLflow run, all read back (never stdout)."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -124,3 +125,14 @@ def test_a_missing_key_exits_2_before_any_request(
     )
     assert result.exit_code == 2 and "SYNTH_KEY" in result.output
     assert state.requests == [] and not (tmp_path / "o.jsonl").exists()
+
+
+def test_the_packaged_model_without_llama_cpp_names_the_extra_in_one_line(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # as after `pip install -e .`: no llama extra
+    spec_data = spec_dict(tmp_path, "unused", endpoint={"kind": "llama_cpp", "model": "smollm2"})
+    out = tmp_path / "o.jsonl"
+    result = runner.invoke(app, ["data", "synth", str(write_spec(tmp_path / "s.yaml", spec_data)), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    (line,) = [text for text in result.output.splitlines() if text.strip()]
+    assert "llama-cpp-python is not installed: pip install -e '.[llama]'" in line
+    assert not out.exists() and not (tmp_path / "mlruns").exists()
