@@ -1,7 +1,7 @@
 """Evaluation throughput: greedy generation variants, embedding pairs/s, judge answers/s, warm cache.
 
 Generation: the packaged SmolLM2 answers the evaluation's prompts (held-out and train splits, one
-``generate`` call per split with the split's token budget, as ``harness.evaluation.trial`` does) under
+``generate`` call per split with the split's token budget, as ``harness.evaluation.evaluator`` does) under
 each variant, timed in one process, side by side: transformers' ``generate`` (the previous engine)
 unbatched, batched, in bf16 autocast; the harness's greedy loop (``harness.generation``) in fp32/bf16 at
 the configured batch size and with a whole split per batch. It prints seconds, tokens/s, how many answers
@@ -90,7 +90,7 @@ def generation_splits(per_split: int) -> dict[str, tuple[list[Messages], list[st
 
 
 def budget(tokenizer: Any, references: list[str], margin: float = 0.5) -> int:
-    """As harness.evaluation.trial.token_budget: the longest reference x (1 + margin) + 16."""
+    """As harness.evaluation.evaluator.token_budget: the longest reference x (1 + margin) + 16."""
     longest = max(len(tokenizer(r, add_special_tokens=False).input_ids) for r in references)
     return math.ceil(longest * (1 + margin)) + 16
 

@@ -22,186 +22,66 @@ from pydantic import (
 
 from harness.hyperparams import BY_NAME
 from harness.metrics import (
-    ACCURACY,
-    ANSWER_AGREEMENT,
     CONSISTENCY,
-    CORRECT_AGREEMENT,
     EVAL_GENERATION_SECONDS,
     EVAL_SECONDS,
-    GROUP_ACCURACY,
     HELDOUT,
     JUDGE,
     JUDGE_MISSING,
-    SAMPLED_AGREEMENT,
-    SAMPLED_ANSWER_AGREEMENT,
-    STABILITY,
     STUDY_SPLITS,
-    TASK,
     MetricName,
     try_parse,
 )
 from harness.redaction import masked
-from harness.settings.base import Frozen
 from harness.settings.confirm import ConfirmConfig, check_confirm
 from harness.settings.evaluation import COMPOSITE, EvaluationConfig
+from harness.settings.frozen import Frozen
+from harness.settings.loading import ConfigError, apply_override, format_errors, parse_override, resolve_paths
 from harness.settings.openai import OpenAIConfig
 from harness.settings.pruning import PrunerConfig, checkpoint_metrics, during_training_problem, wilcoxon_problem
 from harness.settings.search import LocalSearchSpace, ParamSpec, Range, RemoteSearchSpace, SearchSpace
-from harness.settings.synthesis import AugmentConfig
+from harness.settings.sections import (
+    DPO_METRICS,
+    TRAINING_METRICS,
+    DataConfig,
+    MlflowConfig,
+    ObjectiveConfig,
+    ObjectiveTerm,
+    PromotionConfig,
+    SamplerConfig,
+    checked_metrics,
+)
 from harness.settings.training import Precision, TrainingConfig
 from harness.settings.workers import WorkersConfig
 
-# Re-exported: the search-space types are part of the config's public surface.
+# Re-exported: the sections and search-space types are part of the config's public surface.
 __all__ = [
+    "DPO_METRICS",
+    "TRAINING_METRICS",
     "ConfigError",
+    "DataConfig",
     "LocalSearchSpace",
     "LocalStudyConfig",
+    "MlflowConfig",
+    "ObjectiveConfig",
+    "ObjectiveTerm",
     "ParamSpec",
+    "PromotionConfig",
     "Range",
     "RemoteSearchSpace",
     "RemoteStudyConfig",
+    "SamplerConfig",
     "SearchSpace",
     "StudyConfig",
     "TrainingConfig",
     "load_config",
+    "parse_override",
     "parse_study",
 ]
 
 
-class DataConfig(Frozen):
-    train_file: Path
-    validation_file: Path | None = None
-    validation_split: float | None = Field(default=None, gt=0, lt=1)
-    shuffle_seed: int = 42
-    too_long: Literal["error", "drop", "truncate"] = "error"
-    # How search_space.augmentation makes its copies of the training split (never the held-out one).
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
-
-    @model_validator(mode="after")
-    def _one_validation_source(self) -> DataConfig:
-        if self.validation_file is not None and self.validation_split is not None:
-            raise ValueError("give validation_file or validation_split, not both")
-        return self
-
-
-Direction = Literal["minimize", "maximize"]
-
-
-class ObjectiveTerm(Frozen):
-    metric: str
-    direction: Direction = "minimize"
-
-
-class ObjectiveConfig(Frozen):
-    """One metric; or ``weights`` (a weighted sum, optimised in ``direction``); or ``metrics``
-    (multi-objective: Optuna keeps the Pareto front)."""
-
-    metric: str = "eval_loss"
-    direction: Direction = "minimize"
-    weights: dict[str, float] = Field(default_factory=dict)
-    metrics: list[ObjectiveTerm] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> ObjectiveConfig:
-        if self.weights and self.metrics:
-            raise ValueError("give weights (a composite) or metrics (multi-objective), not both")
-        if len(self.metrics) == 1:
-            raise ValueError("a multi-objective study needs at least two metrics; use metric for one")
-        return self
-
-    @property
-    def is_multi(self) -> bool:
-        return bool(self.metrics)
-
-    @property
-    def directions(self) -> list[str]:
-        return [t.direction for t in self.metrics] if self.metrics else [self.direction]
-
-    @property
-    def inputs(self) -> list[str]:
-        """Every metric the objective reads."""
-        return [t.metric for t in self.metrics] or list(self.weights) or [self.metric]
-
-    @property
-    def judge_inputs(self) -> list[str]:
-        """The judge's scores (overall, per criterion, missing) that the objective reads."""
-        return [n for n in self.inputs if (name := try_parse(n)) and name.family == CONSISTENCY and name.is_judge]
-
-    @property
-    def names(self) -> list[str]:
-        """What the study optimises, as it is named on runs and in reports."""
-        if self.metrics:
-            return [t.metric for t in self.metrics]
-        return ["composite" if self.weights else self.metric]
-
-
-class SamplerConfig(Frozen):
-    type: Literal["tpe", "random", "grid", "cmaes"] = "tpe"
-    seed: int | None = 0
-    n_startup_trials: int = Field(default=2, ge=0)
-
-
-class MlflowConfig(Frozen):
-    tracking_uri: str = "sqlite:///mlruns/mlflow.db"
-    artifact_location: str | None = None
-    registry_model_name: str | None = None
-    # Register the best trial's model at the end of every sweep (promotion stays a separate step).
-    register_best: bool = True
-
-
-class PromotionConfig(Frozen):
-    """When a candidate may take the alias from the champion."""
-
-    # The paired interval's lower bound of (candidate - champion), signed so that better is
-    # positive, must exceed this. Applies when the objective is a per-example score.
-    min_delta: float = 0.0
-    confidence_level: float = Field(default=0.9, gt=0.5, lt=1.0)
-    bootstrap_resamples: int = Field(default=2000, ge=100)
-
-
-# What each backend's trials log as final metrics (see backends/hf_callbacks.py, openai_jobs.py).
-TRAINING_METRICS = {
-    "local": (
-        "eval_loss",
-        "train_loss",
-        "train_loss_mean",
-        "tokens_per_second_mean",
-        "trained_tokens_per_epoch",
-        "train_runtime_s",
-        "train_samples_per_second",
-    ),
-    "remote": (
-        "eval_loss",
-        "eval_accuracy",
-        "train_loss",
-        "train_accuracy",
-        "full_eval_loss",
-        "full_eval_accuracy",
-        "trained_tokens",
-        "cost_usd",
-    ),
-}
-# A local DPO trial's final evaluation adds TRL's preference metrics (curves: the same without eval_).
-DPO_METRICS = tuple(
-    f"eval_{kind}/{name}"
-    for kind, names in (("rewards", ("chosen", "rejected", "accuracies", "margins")), ("logps", ("chosen", "rejected")))
-    for name in names
-)
 # A study's name is a directory under training.work_dir (and a registry name): one safe path part.
 STUDY_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
-
-
-def _checked_metrics(split: str, sampled: bool) -> set[str]:
-    """Task and stability metrics an evaluation logs for a split whose rows carry checks and groups."""
-    accuracy = MetricName(TASK, split, ACCURACY)
-    stability = [CORRECT_AGREEMENT, ANSWER_AGREEMENT] + (
-        [SAMPLED_AGREEMENT, SAMPLED_ANSWER_AGREEMENT] if sampled else []
-    )
-    return {
-        *accuracy.logged_keys(),
-        MetricName(TASK, split, GROUP_ACCURACY).key,
-        *(MetricName(STABILITY, split, s).key for s in stability),
-    }
 
 
 class _StudyBase(Frozen):
@@ -331,7 +211,7 @@ class _StudyBase(Frozen):
         names |= {EVAL_SECONDS, EVAL_GENERATION_SECONDS}
         for split in STUDY_SPLITS:
             names |= {key for s in scorers for key in MetricName(CONSISTENCY, split, s).logged_keys()}
-            names |= _checked_metrics(split, sampled=settings.stability is not None and split == HELDOUT)
+            names |= checked_metrics(split, sampled=settings.stability is not None and split == HELDOUT)
         return names
 
     def _judge_metric(self, name: str) -> bool:
@@ -481,61 +361,6 @@ def parse_study(data: Any) -> LocalStudyConfig | RemoteStudyConfig:
     return _STUDY_ADAPTER.validate_python(data)
 
 
-class ConfigError(ValueError):
-    """A config file that cannot be used; the message names the file and the key."""
-
-
-def _format_errors(source: str, error: ValidationError) -> str:
-    lines = [f"{source}: invalid config"]
-    for item in error.errors():
-        path = ".".join(str(p) for p in item["loc"] if not _is_union_tag(p))
-        problem = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
-        if item["type"] == "extra_forbidden" and len(item["loc"]) >= 2 and item["loc"][-2] == "search_space":
-            problem = _foreign_key(str(item["loc"][-1]), item["loc"])
-        if problem.startswith("Value error, "):
-            problem = problem.removeprefix("Value error, ")  # our own rules: the message is the problem
-        elif not path and item["type"] == "union_tag_invalid":
-            path, problem = "backend", f"must be local, openai or azure_openai, got {item['input'].get('backend')!r}"
-        lines.append(f"  {path or '(top level)'}: {problem}" if path or ": " not in problem else f"  {problem}")
-    return "\n".join(lines)
-
-
-def _foreign_key(name: str, loc: tuple[Any, ...]) -> str:
-    """Why a search-space key is refused: another backend's hyperparameter, or unknown."""
-    hp = BY_NAME.get(name)
-    if hp is None and name == "training_args":
-        return "TrainingArguments exist only on the local backend"
-    if hp is None:
-        return "unknown key"
-    backend = "remote (OpenAI/Azure)" if "remote" in loc else "local"
-    used_by = ", ".join(sorted(hp.backends))
-    return f"not a hyperparameter of the {backend} backend: {name} ({hp.meaning}) is used by {used_by} only"
-
-
-def _is_union_tag(part: Any) -> bool:
-    # pydantic puts the union member's name into loc ("Range", "list[any]"); users never wrote it.
-    names = {"Range", "str", "int", "float", "bool", "local", "remote"}
-    return isinstance(part, str) and (part in names or "[" in part)
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``a.b=value`` -> (["a", "b"], value), the value parsed as YAML (so 3, 0.1, [1, 2] work)."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"override {text!r}: expected key=value")
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
-
-
-def _apply(raw: dict[str, Any], path: list[str], value: Any) -> dict[str, Any]:
-    merged = dict(raw)
-    if len(path) == 1:
-        merged[path[0]] = value
-        return merged
-    child = merged.get(path[0])
-    merged[path[0]] = _apply(child if isinstance(child, dict) else {}, path[1:], value)
-    return merged
-
-
 def load_config(path: Path, overrides: list[str] | None = None) -> LocalStudyConfig | RemoteStudyConfig:
     """Read YAML, apply ``key=value`` overrides, validate once. Raises ConfigError."""
     try:
@@ -547,23 +372,10 @@ def load_config(path: Path, overrides: list[str] | None = None) -> LocalStudyCon
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys")
     for text in overrides or []:
-        raw = _apply(raw, *parse_override(text))
-    raw = _resolve_paths(raw, path.parent)
+        raw = apply_override(raw, *parse_override(text))
+    raw = resolve_paths(raw, path.parent)
     try:
         return parse_study(raw)
     except ValidationError as exc:
         source = f"{path} (with overrides {masked(overrides)})" if overrides else str(path)
-        raise ConfigError(_format_errors(source, exc)) from None
-
-
-def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
-    """Data paths are relative to the working directory, or to the config file if not found there."""
-    data = raw.get("data")
-    if not isinstance(data, dict):
-        return raw
-    resolved = dict(data)
-    for key in ("train_file", "validation_file"):
-        value = data.get(key)
-        if isinstance(value, str) and not Path(value).exists() and (base / value).exists():
-            resolved[key] = str(base / value)
-    return {**raw, "data": resolved}
+        raise ConfigError(format_errors(source, exc)) from None

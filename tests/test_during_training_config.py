@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from harness.config import ConfigError, load_config, parse_study
-from harness.evaluation.checkpoint import scorers_for
+from harness.evaluation.checkpoint_scores import scorers_for
 from harness.settings.evaluation import EvaluationConfig
 
 HELDOUT = "consistency/heldout/consistency"

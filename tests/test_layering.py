@@ -116,3 +116,12 @@ def test_no_layer_imports_a_layer_above_it() -> None:
 
 def test_the_checker_sees_a_cycle() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_the_architecture_page_draws_every_floor() -> None:
+    """docs/architecture.md is the map a newcomer reads: every layer's modules appear on it."""
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    for prefixes in LAYERS:
+        for prefix in prefixes:
+            short = prefix.removeprefix("harness.").replace(".", "/")
+            assert short.split("/")[-1] in page, f"{prefix} is missing from docs/architecture.md"

@@ -2,7 +2,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from harness.backends.base import TrialStopped
+from harness.backends.protocol import TrialStopped
 from harness.config import ObjectiveConfig
 from harness.objective import ObjectiveMetricMissing, objective_metrics, objective_value
 from harness.study.trial import RUN_STATUS, outcome_tags, reporter

@@ -13,7 +13,7 @@ from optuna.trial import TrialState, create_trial
 
 from harness.config import ObjectiveConfig, StudyConfig, load_config
 from harness.data.split import load_splits
-from harness.evaluation.trial import example_id, open_evaluator
+from harness.evaluation.evaluator import example_id, open_evaluator
 from harness.lifecycle import registry, selection
 from harness.tracking import TAG_MODEL_DIR, TAG_REMOTE_MODEL, Tracker
 

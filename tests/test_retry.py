@@ -10,8 +10,8 @@ import httpx
 import openai
 import pytest
 
-from harness.backends.base import TrialStopped
 from harness.backends.openai.jobs import Caller, FileStore
+from harness.backends.protocol import TrialStopped
 from harness.retry import retry_after_s, retrying, server_wait_s
 from harness.settings.openai import OpenAIConfig
 

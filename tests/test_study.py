@@ -14,12 +14,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from harness.backends.base import TrainResult, TrialContext
+from harness.backends.protocol import TrainResult, TrialContext
 from harness.config import StudyConfig, parse_study
 from harness.search_space import TrialParams, suggest
 from harness.storage import ATTR_RUN_ID
+from harness.study.resume import open_study, recover, trials_done
 from harness.study.sampling import SEED_KEY, make_sampler
-from harness.study.storage import open_study, recover, trials_done
 from harness.study.trial import TrialRunner
 from harness.tracking import Tracker
 

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from harness.config import load_config
 from harness.study import run_sweep
-from harness.study.storage import retry_of
+from harness.study.resume import retry_of
 
 pytestmark = pytest.mark.slow
 NO_EVAL = ["evaluation.enabled=false"]

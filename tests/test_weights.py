@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState, create_trial
 
-from harness.backends.base import TrainResult, TrialContext
+from harness.backends.protocol import TrainResult, TrialContext
 from harness.config import ObjectiveConfig, StudyConfig, load_config, parse_study
 from harness.lifecycle import registry, serving
 from harness.lifecycle.evaluate import evaluate_model

@@ -1,11 +1,11 @@
-"""Training backends behind one small Protocol (harness.backends.base.Backend)."""
+"""Training backends behind one small Protocol (harness.backends.protocol.Backend)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from harness.backends.base import Backend
+    from harness.backends.protocol import Backend
     from harness.config import StudyConfig
 
 

@@ -100,8 +100,8 @@ def _print_preflight(out: Console, config: StudyConfig, path: Path) -> None:
     settings = config.remote_settings
     if settings is None:
         return
-    from harness.backends.openai.data import load_dataset
     from harness.backends.openai.preflight import preflight
+    from harness.backends.openai.training_file import load_dataset
 
     estimate = preflight(load_dataset(path, None, None, 0, config.system_prompt), config.base_model, settings)
     cost = estimate.cost_usd(1)

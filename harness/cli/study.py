@@ -131,7 +131,7 @@ def _sweep_with_workers(config_path: Path, args: list[str], config: StudyConfig,
     from harness.study.coordination import is_shared
     from harness.study.journal import ONE_WORKER
     from harness.study.outcome import first_of_sweep, recorded_outcome, sweep_outcome
-    from harness.study.storage import trials_done
+    from harness.study.resume import trials_done
     from harness.study.workers import run_workers
 
     if not is_shared(config.storage):

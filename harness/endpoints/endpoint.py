@@ -11,7 +11,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from harness.settings.base import Frozen, env_var_name
+from harness.settings.frozen import Frozen, env_var_name
 
 # llama_cpp: harness-managed llama.cpp servers (or one at base_url); base_url: any other server.
 EndpointKind = Literal["llama_cpp", "openai", "azure_openai", "base_url"]

@@ -89,7 +89,7 @@ class CheckResult:
 
 def build_cases(examples: Sequence[Example], size: int, seed: int = 0) -> list[Case]:
     """Pure: ``size`` references (fixed seed) and their variants; "other" is the next one's answer."""
-    from harness.evaluation.trial import question_of
+    from harness.evaluation.evaluator import question_of
 
     pool = [e for e in examples if e.reference.strip()]
     chosen = random.Random(seed).sample(pool, min(size, len(pool)))

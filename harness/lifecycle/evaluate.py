@@ -23,7 +23,7 @@ from harness import models
 from harness.answering import Answerer
 from harness.config import ConfigError, StudyConfig
 from harness.data.split import load_splits
-from harness.evaluation.trial import open_evaluator
+from harness.evaluation.evaluator import open_evaluator
 from harness.lifecycle.lineage import REGISTERED as _REGISTERED
 from harness.lifecycle.lineage import resolve_base
 from harness.objective import ObjectiveMetricMissing, objective_metrics, objective_value

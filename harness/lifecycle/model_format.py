@@ -77,3 +77,14 @@ def check_model(model_uri: str) -> None:
     from mlflow.models import get_model_info
 
     check(get_model_info(model_uri).metadata, model_uri)
+
+
+def requirements() -> list[str]:
+    """Pinned from this environment: MLflow's own inference would load the model to find them."""
+    pinned = []
+    for package in ("mlflow", "torch", "transformers", "peft", "openai"):
+        try:
+            pinned.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            continue
+    return pinned

@@ -28,7 +28,7 @@ from harness.data.chat import DataError, Example, load_jsonl, with_system_prompt
 from harness.data.check import read_checked
 from harness.data.preference import detect_format, make_record
 from harness.device import use_bf16
-from harness.evaluation.trial import token_budget
+from harness.evaluation.evaluator import token_budget
 from harness.lifecycle.lineage import resolve_base, resolve_spec
 
 BASE = "base"

@@ -307,19 +307,6 @@ def _param_type(value: Any) -> str:
     return "boolean" if isinstance(value, bool) else "long" if isinstance(value, int) else "double"
 
 
-def requirements() -> list[str]:
-    """Pinned from this environment: MLflow's own inference would load the model to find them."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    pinned = []
-    for package in ("mlflow", "torch", "transformers", "peft", "openai"):
-        try:
-            pinned.append(f"{package}=={version(package)}")
-        except PackageNotFoundError:
-            continue
-    return pinned
-
-
 def log_model(
     spec: ModelSpec,
     weights: Path | None,
@@ -367,7 +354,7 @@ def log_model(
             metadata=model_format.stamp(),  # what a loader reads before loading anything
             artifacts=artifacts,
             signature=signature(),
-            pip_requirements=requirements(),
+            pip_requirements=model_format.requirements(),
         )
 
 

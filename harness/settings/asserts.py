@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
 
-from harness.settings.base import Frozen
+from harness.settings.frozen import Frozen
 
 # The checks, as promptfoo names them; any of them may be negated with a ``not-`` prefix
 # (promptfoo: "every test type can be negated by prepending not-"), e.g. not-contains.

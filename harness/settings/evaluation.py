@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from harness.endpoints.endpoint import OpenAIEndpoint
 from harness.settings.asserts import Assertion
-from harness.settings.base import Frozen
+from harness.settings.frozen import Frozen
 
 Scorer = Literal["embedding", "rouge_l", "structure", "detail", "judge"]
 # Scorers that read only the two texts (no LLM): cheap, deterministic, and what the composite uses.

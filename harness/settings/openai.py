@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from harness.settings.base import Frozen
+from harness.settings.frozen import Frozen
 
 # USD per 1M trained tokens (OpenAI's public price list, 2025; check before relying on it).
 DEFAULT_TRAINING_PRICES: dict[str, float] = {

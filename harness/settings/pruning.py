@@ -9,8 +9,8 @@ from typing import Literal, Protocol
 from pydantic import Field
 
 from harness import metrics
-from harness.settings.base import Frozen
 from harness.settings.evaluation import EvaluationConfig
+from harness.settings.frozen import Frozen
 
 PrunerType = Literal["median", "percentile", "hyperband", "successive_halving", "wilcoxon", "none"]
 

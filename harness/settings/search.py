@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import Field, create_model, field_validator, model_validator
 
 from harness.hyperparams import HYPERPARAMETERS, LOCAL, LOCAL_METHODS, REMOTE, REMOTE_METHODS, Hyperparameter
-from harness.settings.base import Frozen
+from harness.settings.frozen import Frozen
 from harness.settings.synthesis import AUGMENTATIONS
 
 Scalar = int | float | str | bool

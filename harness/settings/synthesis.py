@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from harness.endpoints.endpoint import Concurrency, MaxTokens, OpenAIEndpoint, Seconds, Temperature
-from harness.settings.base import Frozen
+from harness.settings.frozen import Frozen
 
 AugmentMethod = Literal["eda", "paraphrase", "backtranslate"]
 AUGMENTATIONS: tuple[str, ...] = ("none", "eda", "paraphrase", "backtranslate")

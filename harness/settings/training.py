@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from harness.settings.base import Frozen
+from harness.settings.frozen import Frozen
 
 FullWeightsPolicy = Literal["best", "all", "none"]
 # What a local study trains for, and so which data it reads: sft on chat JSONL, dpo (TRL's

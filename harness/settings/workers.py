@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from harness.settings.base import Frozen
+from harness.settings.frozen import Frozen
 
 
 class WorkersConfig(Frozen):

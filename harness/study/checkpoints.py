@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import optuna
 
 from harness import metrics
-from harness.backends.base import Checkpoint
+from harness.backends.protocol import Checkpoint
 from harness.config import StudyConfig
-from harness.evaluation.checkpoint import CheckpointScorer
+from harness.evaluation.checkpoint_scores import CheckpointScorer
 from harness.evaluation.task import PER_EXAMPLE_COLUMN
 from harness.objective import objective_value
 from harness.study.pruning import prompt_positions, prune_reason, report_checkpoint

@@ -26,7 +26,7 @@ from harness.lifecycle.promotion import per_example
 from harness.metrics import VS_BASELINE, interval_keys
 from harness.storage import ATTR_CONFIRM, ATTR_CONFIRMED, ATTR_REPEAT, ATTR_REPEAT_OF, repeat_of
 from harness.study.coordination import study_lock
-from harness.study.storage import trials_done
+from harness.study.resume import trials_done
 from harness.tracking import Tracker
 
 log = logging.getLogger(__name__)

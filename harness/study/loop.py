@@ -13,16 +13,16 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from harness import backends
-from harness.backends.base import Backend
+from harness.backends.protocol import Backend
 from harness.config import ConfigError, StudyConfig
 from harness.data.chat import DataError, Example
 from harness.data.split import load_splits
 from harness.evaluation.checked import unchecked_objective
-from harness.evaluation.checkpoint import checkpoint_scorer
-from harness.evaluation.judge_check import CheckResult, check_judge
+from harness.evaluation.checkpoint_scores import checkpoint_scorer
+from harness.evaluation.evaluator import Evaluator, open_evaluator
+from harness.evaluation.evaluator import check as check_evaluation
+from harness.evaluation.judge_check import CheckResult
 from harness.evaluation.tables import load_rows
-from harness.evaluation.trial import Evaluator, open_evaluator
-from harness.evaluation.trial import check as check_evaluation
 from harness.lifecycle.lineage import resolve_base
 from harness.lifecycle.registry import register_best
 from harness.lifecycle.retention import apply_retention
@@ -31,8 +31,9 @@ from harness.study import confirm, report
 from harness.study.confirm import enqueue_repeats
 from harness.study.coordination import study_lock
 from harness.study.journal import fail_orphans, sole_worker
+from harness.study.judge_gate import judge_gate, log_judge_check, unchecked_judge_tags
 from harness.study.outcome import Outcome, first_of_sweep, outcome_tags, recorded_outcome, sweep_outcome
-from harness.study.storage import open_study, recover, running_elsewhere, trials_done
+from harness.study.resume import open_study, recover, running_elsewhere, trials_done
 from harness.study.trial import TrialRunner
 from harness.tracking import (
     BASELINE_ROLE,
@@ -64,10 +65,6 @@ def parent_tags(config: StudyConfig, dataset: dict[str, Any]) -> dict[str, str]:
         "harness.base_model": config.base_model,
         "harness.dataset_digest": str(dataset.get("dataset_digest", "")),
     }
-
-
-class WeakJudgeError(ConfigError):
-    """The objective reads a judge that ranks controlled variants too poorly to be trusted."""
 
 
 def run_sweep(config: StudyConfig, progress: Any = None, max_trials: int | None = None) -> SweepResult:
@@ -263,51 +260,6 @@ def trial_budget(config: StudyConfig, study: optuna.Study, max_trials: int | Non
     if max_trials is None:
         return remaining
     return max_trials if remaining is None else min(remaining, max_trials)
-
-
-def unchecked_judge_tags(config: StudyConfig) -> dict[str, str]:
-    """An objective that reads a judge never checked (evaluation.judge.trust_unchecked) says so."""
-    return {"harness.judge_unchecked": "true"} if config.judge_unchecked else {}
-
-
-def judge_gate(config: StudyConfig, evaluator: Evaluator | None, train: list[Example]) -> CheckResult | None:
-    """Check the judge once per study (cached); refuse a weak judge in the objective."""
-    settings = config.evaluation.judge
-    if config.judge_unchecked:  # config load refused it unless trust_unchecked is set
-        log.warning("the objective reads the judge unchecked (evaluation.judge.trust_unchecked); runs tagged so")
-    if evaluator is None or evaluator.judge is None or not settings.check:
-        return None
-    result, was_cached = check_judge(evaluator.judge, train, settings.check_size, config.evaluation.sample_seed)
-    evaluator.skip_judge_counts()
-    log.info("judge check %s: overall accuracy %.2f", "(cached)" if was_cached else "", result.accuracy)
-    weak = result.accuracy < settings.min_check_accuracy
-    if weak and config.objective.judge_inputs and not settings.allow_weak:
-        raise WeakJudgeError(
-            f"evaluation.judge: {settings.kind}:{settings.model} ranks controlled variants of the training"
-            f" answers right {result.accuracy:.0%} of the time, below judge.min_check_accuracy"
-            f" {settings.min_check_accuracy:.0%}, and the objective {config.objective.inputs} reads it."
-            " See `harness judge-check CONFIG`; use a stronger judge, take the judge out of the objective,"
-            " or pass --allow-weak-judge"
-        )
-    if weak and config.objective.judge_inputs and config.evaluation.during_training.enabled:
-        raise WeakJudgeError(
-            f"evaluation.during_training: the objective reads the judge, which ranks controlled variants right"
-            f" {result.accuracy:.0%} of the time (below judge.min_check_accuracy): trials would be pruned and"
-            " their checkpoints kept on its say-so; turn during_training off or use a judge that passes the check"
-        )
-    if weak:
-        log.warning("the judge is weak (accuracy %.2f): reported, not trusted", result.accuracy)
-    return result
-
-
-def log_judge_check(tracker: Tracker, parent_id: str, config: StudyConfig, check: CheckResult) -> None:
-    """The judge's check on the parent run: metrics, a table of every pair, and a weak-judge tag."""
-    tracker.log_metrics(parent_id, check.metrics())
-    tracker.log_table(parent_id, check.rows, "judge_check.json")
-    weak = check.accuracy < config.evaluation.judge.min_check_accuracy
-    tracker.set_tags(
-        parent_id, {"harness.judge_check_accuracy": f"{check.accuracy:.3f}", "harness.judge_weak": str(weak).lower()}
-    )
 
 
 def _describe_parent(tracker: Tracker, parent_id: str, config: StudyConfig, dataset: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from harness.redaction import mask_url
 from harness.storage import ATTR_INTERRUPTED, ATTR_RETRY_OF
-from harness.study.storage import retry_of
+from harness.study.resume import retry_of
 from harness.tracking import TAG_OUTCOME, TAG_OUTCOME_REASON
 
 # Trial user attrs that say why a trial ended (its MLflow run has the same as tags).

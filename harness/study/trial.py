@@ -11,7 +11,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from harness.backends.base import Backend, TrainResult, TrialContext, TrialStopped
+from harness.backends.protocol import Backend, TrainResult, TrialContext, TrialStopped
 from harness.config import ObjectiveConfig, StudyConfig
 from harness.lifecycle.weights import best_so_far, keep_weights
 from harness.objective import objective_metrics, objective_value, vs_baseline_summary
@@ -110,8 +110,8 @@ class TrialRunner:
     parent_run_id: str
     run_tags: Mapping[str, str]
     progress: Any = None
-    evaluator: Any = None  # harness.evaluation.trial.Evaluator when evaluation is on
-    # What scores checkpoints (harness.evaluation.checkpoint) when the objective reads answers.
+    evaluator: Any = None  # harness.evaluation.evaluator.Evaluator when evaluation is on
+    # What scores checkpoints (harness.evaluation.checkpoint_scores) when the objective reads answers.
     checkpoint_scorer: Any = None
     started: int = 0  # trials this worker has started (a worker's --max-trials counts these)
     stopped_study: bool = False  # a trial's TrialStopped said no further trial may start

@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from harness.backends.base import Checkpoint
 from harness.backends.local.checkpoint_eval import CheckpointCallback
+from harness.backends.protocol import Checkpoint
 
 
 def trained_through(merits: list[float], keep_best: bool) -> tuple[torch.nn.Module, CheckpointCallback, list[Any]]:

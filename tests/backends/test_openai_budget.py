@@ -10,8 +10,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from harness.backends.base import TrialContext, TrialStopped
 from harness.backends.openai.backend import ATTR_COST, OpenAIBackend
+from harness.backends.protocol import TrialContext, TrialStopped
 from harness.storage import make_storage
 from harness.study.coordination import study_lock
 from tests.backends.fake_api import FakeAPI

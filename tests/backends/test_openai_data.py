@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from harness.backends.openai.data import DataError, load_dataset, load_preferences
 from harness.backends.openai.jobs import job_payload, parse_result_file, suffix_for
 from harness.backends.openai.preflight import example_tokens, preflight, token_counter
+from harness.backends.openai.training_file import DataError, load_dataset, load_preferences
 from harness.retry import retry_after_s
 from harness.search_space import TrialParams
 from harness.settings.openai import OpenAIConfig

@@ -13,9 +13,9 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from harness.backends.base import TrialContext, TrialStopped
 from harness.backends.openai import backend as openai_ft
 from harness.backends.openai.backend import ATTR_JOB, OpenAIBackend
+from harness.backends.protocol import TrialContext, TrialStopped
 from harness.config import ConfigError, StudyConfig, parse_study
 from harness.data.chat import DataError
 from harness.search_space import TrialParams

@@ -116,8 +116,8 @@ def test_split_refuses_bad_data(tmp_path: Path) -> None:
 
 
 def test_check_with_a_remote_config_prices_it_with_the_backends_own_preflight(tmp_path: Path) -> None:
-    from harness.backends.openai.data import load_dataset
     from harness.backends.openai.preflight import preflight
+    from harness.backends.openai.training_file import load_dataset
     from harness.config import load_config
 
     chat = write_jsonl(tmp_path / "chat.jsonl", [chat_record(f"q{i}", f"a{i}") for i in range(3)])

@@ -110,7 +110,7 @@ def test_a_byte_order_mark_stays_out_of_the_lines(tmp_path: Path) -> None:
 
 def test_a_studys_validation_split_keeps_conversations_together_on_both_backends(tmp_path: Path) -> None:
     """``data.validation_split`` uses the same grouping: no held-out prompt the model trained on."""
-    from harness.backends.openai.data import load_dataset
+    from harness.backends.openai.training_file import load_dataset
     from harness.config import DataConfig
     from harness.data.split import load_splits
 

@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from harness.data.chat import Example
-from harness.evaluation.trial import ANSWERING_FIELDS, JUDGE_SCORING_FIELDS, Evaluator, evaluation_digest
+from harness.evaluation.evaluator import ANSWERING_FIELDS, JUDGE_SCORING_FIELDS, Evaluator, evaluation_digest
 from harness.settings.evaluation import EvaluationConfig, JudgeConfig
 from harness.tracking import Tracker
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from harness.backends.base import TrainResult, TrialContext
+from harness.backends.protocol import TrainResult, TrialContext
 from harness.config import StudyConfig, parse_study
 from harness.search_space import TrialParams
 from harness.study import loop

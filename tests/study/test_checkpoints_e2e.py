@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from harness.config import load_config
 from harness.study import run_sweep, storage
 from harness.study.checkpoints import ATTR_BEST_EPOCH, ATTR_TRAINED_EPOCHS
-from harness.study.storage import retry_of
+from harness.study.resume import retry_of
 
 pytestmark = pytest.mark.slow
 METRIC = "consistency/heldout/consistency"
@@ -105,7 +105,7 @@ HANG_IN_CHECKPOINT = """
 import sys, time
 from pathlib import Path
 from harness.config import load_config
-from harness.evaluation.checkpoint import CheckpointScorer
+from harness.evaluation.checkpoint_scores import CheckpointScorer
 from harness.study import run_sweep
 
 score, calls = CheckpointScorer.score, []

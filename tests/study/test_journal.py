@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from harness.cli import app
 from harness.study import loop
 from harness.study.journal import SecondWorkerError
-from harness.study.storage import open_study, retry_of
+from harness.study.resume import open_study, retry_of
 from harness.tracking import Tracker
 from tests.study.sweeps import InstantBackend, start_foreign_worker, sweep_config, use_backend
 

@@ -13,7 +13,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from harness.study import loop
-from harness.study.storage import open_study, retry_of
+from harness.study.resume import open_study, retry_of
 from harness.tracking import Tracker
 from tests.study.sweeps import InstantBackend, start_foreign_worker, sweep_config, use_backend
 

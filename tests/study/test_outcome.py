@@ -7,7 +7,7 @@ from typing import Any
 from optuna.distributions import IntDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from harness.backends.base import TrialStopped
+from harness.backends.protocol import TrialStopped
 from harness.storage import ATTR_INTERRUPTED, ATTR_RETRY_OF
 from harness.study.outcome import (
     Outcome,

@@ -11,8 +11,8 @@ from optuna.trial import TrialState
 
 from harness.config import StudyConfig, parse_study
 from harness.search_space import suggest
+from harness.study.resume import open_study
 from harness.study.sampling import make_sampler, sample_params, trial_seed
-from harness.study.storage import open_study
 
 SAMPLERS = ["random", "tpe", "cmaes"]
 

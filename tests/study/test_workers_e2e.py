@@ -16,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from harness.study.storage import retry_of
+from harness.study.resume import retry_of
 
 pytestmark = pytest.mark.slow
 

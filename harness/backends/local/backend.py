@@ -19,13 +19,13 @@ from transformers import TrainingArguments, set_seed
 
 from harness import models
 from harness.answering import Answerer, TokenCounter
-from harness.backends.base import TrainResult, TrialContext
 from harness.backends.local import packed_attention
 from harness.backends.local.callbacks import MetricsCallback, PruningCallback, RichProgressCallback
 from harness.backends.local.checkpoint_eval import CheckpointCallback
-from harness.backends.local.objective import Objective
+from harness.backends.local.method import Objective
 from harness.backends.local.plan import TrialPlan, plan_trial
 from harness.backends.local.sft import SFT
+from harness.backends.protocol import TrainResult, TrialContext
 from harness.config import StudyConfig
 from harness.device import cpu_flags, use_bf16, use_physical_cores
 from harness.hyperparams import TrialParams

@@ -18,7 +18,7 @@ import torch
 from transformers import TrainerCallback
 
 from harness.answering import Answerer
-from harness.backends.base import Checkpoint
+from harness.backends.protocol import Checkpoint
 from harness.metrics import CHECKPOINT_COST_RATIO, CHECKPOINT_EVAL_SECONDS_MEAN, EPOCH_TRAIN_SECONDS_MEAN
 
 

@@ -26,8 +26,6 @@ import openai
 import optuna
 
 from harness.answering import Answerer
-from harness.backends.base import TrainResult, TrialContext, TrialStopped
-from harness.backends.openai.data import METHOD_KIND, DataError, RemoteDataset, load_dataset
 from harness.backends.openai.jobs import (
     Caller,
     FileStore,
@@ -42,7 +40,9 @@ from harness.backends.openai.jobs import (
     suffix_for,
 )
 from harness.backends.openai.preflight import Preflight, preflight
+from harness.backends.openai.training_file import METHOD_KIND, DataError, RemoteDataset, load_dataset
 from harness.backends.openai.watch import JobWatcher
+from harness.backends.protocol import TrainResult, TrialContext, TrialStopped
 from harness.config import ConfigError, StudyConfig
 from harness.retry import Clock
 from harness.search_space import TrialParams

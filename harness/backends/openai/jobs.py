@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import openai
 
-from harness.backends.base import TrialStopped
+from harness.backends.protocol import TrialStopped
 from harness.config import ConfigError
 from harness.endpoints.client import make_client
 from harness.endpoints.endpoint import OpenAIEndpoint

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.backends.openai.data import RemoteDataset
+from harness.backends.openai.training_file import RemoteDataset
 from harness.settings.openai import OpenAIConfig
 
 Counter = Callable[[str], int]

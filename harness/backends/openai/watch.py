@@ -11,8 +11,8 @@ from typing import Any
 import openai
 import optuna
 
-from harness.backends.base import TrialContext, TrialStopped
 from harness.backends.openai.jobs import TERMINAL, Caller, Sleep, event_metrics
+from harness.backends.protocol import TrialContext, TrialStopped
 from harness.settings.openai import OpenAIConfig
 
 EVENTS_ARTIFACT = "openai/events.log"

@@ -12,9 +12,9 @@ from harness.answering import Answerer
 from harness.config import ConfigError
 from harness.data.chat import Example
 from harness.evaluation.checked import check_split, split_checks
+from harness.evaluation.evaluator import Evaluator, example_id, question_of, sample
 from harness.evaluation.scoring import SplitScores, score_split
 from harness.evaluation.task import Checked
-from harness.evaluation.trial import Evaluator, example_id, question_of, sample
 from harness.settings.evaluation import COMPOSITE, DuringTrainingConfig, EvaluationConfig
 
 
