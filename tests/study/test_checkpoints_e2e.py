@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from harness.config import load_config
-from harness.study import run_sweep, storage
+from harness.study import resume, run_sweep
 from harness.study.checkpoints import ATTR_BEST_EPOCH, ATTR_TRAINED_EPOCHS
 from harness.study.resume import retry_of
 
@@ -85,7 +85,7 @@ class PruneAtCheckpoint(optuna.pruners.BasePruner):
 def test_a_pruned_trial_is_killed_with_its_reason_and_keeps_its_curve(
     study_yaml: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(storage, "make_pruner", lambda config: PruneAtCheckpoint(2))
+    monkeypatch.setattr(resume, "make_pruner", lambda config: PruneAtCheckpoint(2))
     config = load_config(study_yaml, DURING)
     run_sweep(config)
     trial = optuna.load_study(study_name="tiny", storage=config.storage).trials[0]
