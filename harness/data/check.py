@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,16 +177,17 @@ def groups_of(checked: CheckedFile) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
+def groups_only_in(sides: Mapping[str, set[str]]) -> dict[str, list[str]]:
+    """Per side (a file, a split), the groups no other side has, sorted; nothing when fewer than
+    two sides have groups (then there is nothing to compare)."""
+    if sum(bool(groups) for groups in sides.values()) < 2:
+        return {}
+    sides_with = Counter(g for groups in sides.values() for g in groups)
+    return {side: sorted(g for g in groups if sides_with[g] == 1) for side, groups in sides.items()}
+
+
 def one_sided_groups(checked: Sequence[CheckedFile]) -> list[str]:
     """Warnings for groups that only one of several files has: a held-out paraphrase of a question
     never trained on (or a trained one never tested) measures something else than its group's."""
-    sides = {c.path: set(groups_of(c)) for c in checked}
-    if sum(bool(groups) for groups in sides.values()) < 2:
-        return []
-    files_with = Counter(g for groups in sides.values() for g in groups)
-    return [
-        f"group {g!r} appears only in {path}"
-        for path, groups in sides.items()
-        for g in sorted(groups)
-        if files_with[g] == 1
-    ]
+    only = groups_only_in({str(c.path): set(groups_of(c)) for c in checked})
+    return [f"group {g!r} appears only in {path}" for path, groups in only.items() for g in groups]

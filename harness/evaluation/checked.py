@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.data.chat import Example
+from harness.data.check import groups_only_in
 from harness.evaluation.stability import SAMPLED_CORRECT, Similarity, group_stability, sampled_stability
 from harness.evaluation.task import Checked, checked_example, task_columns, task_metrics, task_vs_baseline
 from harness.metrics import TASK, try_parse
@@ -89,8 +90,7 @@ def unchecked_objective(
 def one_sided_groups(train: Sequence[Example], heldout: Sequence[Example]) -> list[str]:
     """Groups only one side has: a held-out wording of a question never trained on measures
     something else than recall of a trained fact (and a trained one never asked, nothing)."""
-    trained, asked = {e.group for e in train} - {None}, {e.group for e in heldout} - {None}
-    if not trained or not asked:
-        return []
-    found = {"training": sorted(trained - asked), "held-out": sorted(asked - trained)}
+    trained = {e.group for e in train if e.group is not None}
+    asked = {e.group for e in heldout if e.group is not None}
+    found = groups_only_in({"training": trained, "held-out": asked})
     return [f"{len(g)} group(s) only in the {side} split: {', '.join(g[:5])}" for side, g in found.items() if g]
