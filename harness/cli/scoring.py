@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.common import app, console, fail, load, setup_errors
-from harness.metrics import ANSWERS, CONSISTENCY, JUDGE, MetricName
+from harness.metrics import ACCURACY, ANSWERS, CONSISTENCY, JUDGE, TASK, MetricName, try_parse
 
 
 @app.command()
@@ -66,16 +66,16 @@ def _print_scores(rows: list[dict[str, Any]], metrics: dict[str, float]) -> None
 
 def _print_checks(rows: list[dict[str, Any]], metrics: dict[str, float]) -> None:
     """Task accuracy (and stability over groups), and the first answers whose checks failed."""
-    from harness.metrics import ACCURACY, ANSWERS, CONSISTENCY, TASK, MetricName, try_parse
+    from harness.evaluation.task import CORRECT, FAILED_CHECKS
 
     if MetricName(TASK, ANSWERS, ACCURACY).key not in metrics:
         return
     shown = {k: v for k, v in metrics.items() if (name := try_parse(k)) is not None and name.family != CONSISTENCY}
     for key, value in sorted(shown.items()):
         console.print(f"{key} {value:.3f}", highlight=False)
-    failed = [r for r in rows if r.get("correct") == 0.0]
+    failed = [r for r in rows if r.get(CORRECT) == 0.0]
     for row in failed[:5]:
-        console.print(f"  wrong: {row.get('id', '')}: {escape(str(row['failed_checks']))}", highlight=False)
+        console.print(f"  wrong: {row.get('id', '')}: {escape(str(row[FAILED_CHECKS]))}", highlight=False)
     if len(failed) > 5:
         console.print(f"  wrong: ... and {len(failed) - 5} more (--out writes every row)", highlight=False)
 
