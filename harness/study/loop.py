@@ -47,8 +47,6 @@ from harness.tracking import (
 
 log = logging.getLogger(__name__)
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-
 
 @dataclass(frozen=True)
 class SweepResult:
@@ -80,7 +78,19 @@ def run_sweep(config: StudyConfig, progress: Any = None, max_trials: int | None 
         return _join_and_work(config, progress, max_trials)
 
 
-def _join_and_work(config: StudyConfig, progress: Any, max_trials: int | None) -> SweepResult:
+@dataclass(frozen=True)
+class _Prepared:
+    """What a worker checked and read before any run or trial exists."""
+
+    backend: Backend
+    tags: dict[str, str]  # lineage tags and an unchecked judge's tag: on the parent and every trial
+    dataset: dict[str, Any]
+    train: list[Example]
+    heldout: list[Example]
+
+
+def _prepare(config: StudyConfig) -> _Prepared:
+    """The backend, its data and the evaluation, checked: bad input raises here, before any run."""
     base = resolve_base(config)  # a base_model that is a tracked fine-tune: pinned and local, once
     backend = backends.create(base.config)
     dataset = backend.prepare()  # bad data or model raise here, before any run or trial exists
@@ -88,32 +98,33 @@ def _join_and_work(config: StudyConfig, progress: Any, max_trials: int | None) -
     check_evaluation(config.evaluation)
     if why := unchecked_objective(config.objective.inputs, config.evaluation, {"train": train, "heldout": heldout}):
         raise ConfigError(why)
-    # Lineage tags and an unchecked judge's tag: on the parent and every trial.
     tags = {**parent_tags(config, dataset), **base.tags, **unchecked_judge_tags(config)}
+    return _Prepared(backend, tags, dataset, train, heldout)
+
+
+def _join_and_work(config: StudyConfig, progress: Any, max_trials: int | None) -> SweepResult:
+    job = _prepare(config)
     with study_lock(config.storage, f"{config.study_name}:setup"):
         # Stores are created here (tables, migrations, the experiment): simultaneous first starts race.
         tracker = Tracker(config.mlflow.tracking_uri, config.study_name, config.mlflow.artifact_location)
         study = open_study(config, tracker)
         reconciled = fail_orphans(config, study, tracker) + recover(study)
     started_before = _started(study)
-    with open_evaluator(config.evaluation, tracker, train, heldout, backend.token_counter()) as evaluator:
-        check = judge_gate(config, evaluator, train)  # a weak judge in the objective stops here
+    with open_evaluator(config.evaluation, tracker, job.train, job.heldout, job.backend.token_counter()) as evaluator:
+        check = judge_gate(config, evaluator, job.train)  # a weak judge in the objective stops here
         scorer = checkpoint_scorer(evaluator, config.evaluation.during_training, config.objective.inputs)
         with study_lock(config.storage, f"{config.study_name}:setup"):
-            parent_id, joined = tracker.join_parent(config.study_name, tags)  # reopened by every worker
+            parent_id, joined = tracker.join_parent(config.study_name, job.tags)  # reopened by every worker
             first = sweep_start(study, tracker, parent_id, joined)
         tracker.set_tags(parent_id, unchecked_judge_tags(config))  # a resumed parent has its first tags
         try:  # from here on, whatever happens, the parent run ends truthfully
             with study_lock(config.storage, f"{config.study_name}:setup"):
-                describe_parent(config, study, tracker, parent_id, dataset, check)
+                describe_parent(config, study, tracker, parent_id, job.dataset, check)
             if evaluator is not None and config.evaluation.baseline:
                 with study_lock(config.storage, f"{config.study_name}:baseline"):  # others wait for it
-                    ensure_baseline(backend, evaluator, tracker, parent_id, tags)
-            runner = TrialRunner(config, backend, tracker, parent_id, tags, progress, evaluator, scorer)
-            work_until_done(study, runner, config, max_trials, progress)
-            if config.confirm is not None:  # the search is over: its best configurations again
-                enqueue_repeats(config, study)
-                work_until_done(study, runner, config, max_trials, progress, phase="confirm")
+                    ensure_baseline(job.backend, evaluator, tracker, parent_id, job.tags)
+            runner = TrialRunner(config, job.backend, tracker, parent_id, job.tags, progress, evaluator, scorer)
+            search_and_confirm(study, runner, config, max_trials, progress)
         except BaseException as error:
             with study_lock(config.storage, f"{config.study_name}:setup"):
                 status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
@@ -122,6 +133,16 @@ def _join_and_work(config: StudyConfig, progress: Any, max_trials: int | None) -
         baseline_rows = evaluator.baseline_rows if evaluator is not None else None
         outcome = conclude_and_close(config, study, tracker, parent_id, first, baseline_rows)
     return SweepResult(study, parent_id, _started(study) - started_before, reconciled, outcome)
+
+
+def search_and_confirm(
+    study: optuna.Study, runner: TrialRunner, config: StudyConfig, max_trials: int | None, progress: Any
+) -> None:
+    """The search's trials; then, with ``confirm:``, the repeats of its best configurations."""
+    work_until_done(study, runner, config, max_trials, progress)
+    if config.confirm is not None:  # the search is over: its best configurations again
+        enqueue_repeats(config, study)
+        work_until_done(study, runner, config, max_trials, progress, phase="confirm")
 
 
 def sweep_start(study: optuna.Study, tracker: Tracker, parent_id: str, joined: bool) -> int:
