@@ -108,6 +108,8 @@ def test_an_interrupted_confirmation_resumes_each_repeat_once(tmp_path: Path, mo
     assert_confirmed(result.study, MlflowClient(config.mlflow.tracking_uri), result.parent_run_id)
     interrupted = [t for t in result.study.get_trials() if t.state == TrialState.FAIL]
     assert len(interrupted) == 1 and repeat_of(interrupted[0]) is not None
+    run = MlflowClient(config.mlflow.tracking_uri).get_run(interrupted[0].user_attrs[ATTR_RUN_ID])
+    assert run.info.status == "KILLED" and run.data.tags["harness.interrupted"] == "true"  # Ctrl-C, not RUNNING
 
 
 def test_two_workers_queue_and_run_each_repeat_once(tmp_path: Path) -> None:
