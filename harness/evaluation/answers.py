@@ -51,7 +51,10 @@ def _checked(record: dict[str, Any], record_id: str) -> Checked | None:
     if not any(key in record for key in ("assert", "group")):
         return None
     group = None if record.get("group") is None else str(record["group"])
-    context = {"id": record_id, "question": record["question"], "reference": record["reference"], "group": group}
+    # What a python check gets in a study (checked_example), so one check works in both places.
+    messages = [{"role": "user", "content": record["question"]}, {"role": "assistant", "content": record["reference"]}]
+    context = {"id": record_id, "question": record["question"], "reference": record["reference"]}
+    context |= {"messages": messages, "group": group}
     return Checked(parse_checks(record.get("assert", []))[0], record.get("threshold"), group, context)
 
 

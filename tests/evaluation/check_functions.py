@@ -32,6 +32,10 @@ def names_reference(answer: str, example: dict[str, Any]) -> bool:
     return example["reference"] in answer
 
 
+def last_message_is_reference(answer: str, example: dict[str, Any]) -> bool:
+    return example["messages"][-1]["content"] == example["reference"]
+
+
 def boom(answer: str, example: dict[str, Any]) -> bool:
     raise RuntimeError("the checker broke")
 

@@ -9,9 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.data.chat import DataError
+from harness.data.chat import DataError, Example
 from harness.evaluation.answers import load_answers
+from harness.evaluation.asserts import grade
 from harness.evaluation.scoring import composite
+from harness.evaluation.task import checked_example
 
 runner = CliRunner()
 REFERENCE = "Use `enumerate()`.\n\n**Example:**\n```python\nfor i, x in enumerate(xs):\n    print(i, x)\n```\n\n**Tip:** Start at 1 with `start=1`."
@@ -112,3 +114,14 @@ def test_score_command_rejects_unknown_scorers(study_yaml: Path, tmp_path: Path)
     answers = write(tmp_path / "answers.jsonl", [{"question": "q", "reference": "r", "answer": "a"}])
     result = runner.invoke(app, ["score", str(study_yaml), str(answers), "--scorers", "rouge_l,vibes"])
     assert result.exit_code == 2 and "vibes" in result.output
+
+
+def test_a_python_check_gets_the_same_example_fields_as_in_a_study(tmp_path: Path) -> None:
+    check = {"type": "python", "value": "tests.evaluation.check_functions:last_message_is_reference"}
+    path = write(tmp_path / "a.jsonl", [{"question": "q", "reference": "r", "answer": "a", "assert": [check]}])
+    scored = load_answers(path)[0].checked
+    assert scored is not None
+    example = Example(({"role": "user", "content": "q"}, {"role": "assistant", "content": "r"}), "d.jsonl:1")
+    in_study = checked_example(example, scored.checks, "d.jsonl:1")
+    assert scored.context.keys() == in_study.context.keys()
+    assert grade(scored.checks, "a", scored.context).correct and grade(in_study.checks, "a", in_study.context).correct
