@@ -94,6 +94,7 @@ def llama_server(
         n_ctx=n_ctx,
         startup_timeout_s=startup_timeout_s,
         n_threads=n_threads,
+        logits_all=logits_all,
     ) as urls:
         yield urls[0]
 
