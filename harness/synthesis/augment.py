@@ -19,7 +19,7 @@ import dataclasses
 import hashlib
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -185,11 +185,30 @@ def cache_key(examples: list[Example], method: str, config: AugmentConfig) -> st
     return hashlib.sha256(json.dumps(decides, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def cache_path(examples: list[Example], method: str, config: AugmentConfig, cache_dir: Path) -> Path:
+    return cache_dir / "augment" / f"{method}-{cache_key(examples, method, config)}.jsonl"
+
+
+def check_rewrites(
+    examples: list[Example], methods: Iterable[str], config: AugmentConfig, cache_dir: Path, setting: str
+) -> None:
+    """A rewrite a study has still to build needs its endpoint: a missing key or llama.cpp fails
+    here, before any run, not inside the first trial that draws it (a cached set needs neither)."""
+    from harness.endpoints.client import api_key
+    from harness.endpoints.llama_server import require_llama_cpp
+
+    for method in methods:
+        if method in METHODS and method != "eda" and not cache_path(examples, method, config, cache_dir).exists():
+            api_key(config.endpoint)
+            require_llama_cpp(config.endpoint, setting)
+            return
+
+
 def cached_augmentation(
     examples: list[Example], method: str, config: AugmentConfig, cache_dir: Path
 ) -> tuple[list[Example], Path, bool]:
     """The augmented set (originals first), its cache file, and whether this call built it."""
-    path = cache_dir / "augment" / f"{method}-{cache_key(examples, method, config)}.jsonl"
+    path = cache_path(examples, method, config, cache_dir)
     if path.exists():
         return load_jsonl(path), path, False
     with method_tools(method, config) as tools:

@@ -3,13 +3,14 @@ augmented set is built once, the held-out set is never augmented, and MLflow say
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from harness.config import load_config
+from harness.config import ConfigError, load_config
 from harness.data.chat import load_jsonl
 from harness.study import run_sweep
 from harness.synthesis import augment as augment_module
@@ -58,3 +59,15 @@ def test_a_study_over_augmentation_builds_each_set_once_and_logs_it_per_trial(
     assert len(augmented) == 2 * len(train)
     assert [e.messages[1:] for e in augmented[: len(train)]] == [e.messages[1:] for e in train]
     assert not heldout & {e.messages[1]["content"] for e in augmented}
+
+
+def test_a_rewrite_without_llama_cpp_fails_the_sweep_before_any_run(
+    study_yaml: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # as after `pip install -e .`
+    config = load_config(study_yaml, [*OVERRIDES, "search_space.augmentation=[none, paraphrase]"])
+    with pytest.raises(ConfigError, match=r"^data\.augment\.endpoint: .*pip install"):
+        run_sweep(config)
+    assert config.mlflow.tracking_uri == f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()  # no MLflow store, so no run, was made

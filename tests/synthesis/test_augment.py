@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
+from harness.config import ConfigError
 from harness.data.chat import load_jsonl, read_records, record_problems
+from harness.endpoints.client import EndpointError
 from harness.settings.synthesis import AugmentConfig, EndpointConfig
 from harness.synthesis import augment as augment_module
-from harness.synthesis.augment import cached_augmentation
+from harness.synthesis.augment import cached_augmentation, check_rewrites
 from harness.synthesis.eda import code_spans
 from harness.synthesis.rewrite import mask_code, unmask_code
 from tests.conftest import chat_record, write_jsonl
@@ -136,3 +140,22 @@ def test_cached_augmentation_is_built_once_per_content_method_and_settings(tmp_p
         "paraphrase",
         rewrite.model_copy(update={"endpoint": rewrite.endpoint.model_copy(update={"model": "b"})}),
     )
+
+
+def test_a_rewrite_still_to_build_checks_its_endpoint_before_any_run(tmp_path: Path, monkeypatch) -> None:
+    examples = load_jsonl(train_file(tmp_path))
+    cache = tmp_path / "cache"
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # as after `pip install -e .`
+    local = AugmentConfig()  # the packaged SmolLM2 on harness-started llama.cpp servers
+    with pytest.raises(ConfigError, match=r"^data\.augment\.endpoint: .*pip install"):
+        check_rewrites(examples, ["none", "paraphrase"], local, cache, "data.augment.endpoint")
+    check_rewrites(examples, ["none", "eda"], local, cache, "data.augment.endpoint")  # EDA asks no endpoint
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    hosted = AugmentConfig(endpoint=EndpointConfig(kind="openai", model="gpt-4o-mini"))
+    with pytest.raises(EndpointError, match="OPENAI_API_KEY"):
+        check_rewrites(examples, ["backtranslate"], hosted, cache, "data.augment.endpoint")
+    # Built before: the study reads the cache and asks nothing.
+    built = augment_module.cache_path(examples, "backtranslate", hosted, cache)
+    built.parent.mkdir(parents=True)
+    built.write_text("")
+    check_rewrites(examples, ["backtranslate"], hosted, cache, "data.augment.endpoint")

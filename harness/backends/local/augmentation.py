@@ -14,7 +14,7 @@ from harness import models
 from harness.config import LocalStudyConfig
 from harness.data.chat import Example
 from harness.data.tokenize import TokenizedSet, tokenize_all
-from harness.synthesis.augment import cached_augmentation
+from harness.synthesis.augment import cached_augmentation, check_rewrites
 
 NONE = "none"
 
@@ -24,6 +24,8 @@ class AugmentedSets:
         self.config = config
         self.originals = originals
         self._sets: dict[str, tuple[TokenizedSet, dict[str, Any]]] = {NONE: (base, {})}
+        augmentations = config.search_space.choices("augmentation")
+        check_rewrites(originals, augmentations, config.data.augment, models.cache_root(), "data.augment.endpoint")
 
     def get(self, method: str | None) -> tuple[TokenizedSet, dict[str, Any]]:
         """The tokenized training set for ``method`` and what a trial logs about it."""
