@@ -16,6 +16,7 @@ Judge: the real llama.cpp judge (packaged SmolLM2 GGUF) on ~12 held-out Q/A pair
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -25,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.endpoints.client import make_client
-from harness.endpoints.llama_server import llama_servers, model_gguf, server_count
+from harness.endpoints.client import start_clients
+from harness.endpoints.llama_server import server_count
 from harness.evaluation.embedding import load_embedder
 from harness.evaluation.judge import Judge, JudgeItem
 from harness.evaluation.judge_cache import JudgeCache
@@ -242,11 +243,12 @@ def main() -> None:
         f"{len(items)} answers, rubric {rubric.hash}"
     )
     with (
-        llama_servers(model_gguf(config.model), count, n_ctx=config.n_ctx, n_threads=config.threads_per_server) as urls,
+        contextlib.ExitStack() as stack,
         tempfile.TemporaryDirectory() as tmp,
         JudgeCache(Path(tmp) / "cache.sqlite") as cache,
     ):
-        clients = [make_client(config, url) for url in urls]
+        # The servers and clients a study's judge gets (harness.evaluation.judge_session).
+        clients = start_clients(config, stack, logits_all=config.use_logprobs)
         # Warm-up: the first request to each server pays one-off setup costs.
         Judge(config, clients, rubric).score_many(items[: len(clients)])
         rate_1, missing_1 = timed(Judge(serial, clients, rubric), items)
