@@ -36,8 +36,8 @@ from harness.config import StudyConfig, load_config
 from harness.evaluation.paired import align
 from harness.evaluation.seeds import compare_seeded_rows
 from harness.evaluation.tables import load_rows
+from harness.lifecycle.evidence import baseline
 from harness.storage import ATTR_RUN_ID
-from harness.tracking import BASELINE_ROLE, TAG_ROLE
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.yaml"
 # The quickstart's best configuration in issue 20's reruns (held-out composite 0.344, 0.379, 0.409
@@ -119,8 +119,11 @@ def main() -> None:
     config, trials = train_all(args)
     client = MlflowClient(config.mlflow.tracking_uri)
     experiment = client.get_experiment_by_name(STUDY).experiment_id
-    (baseline,) = client.search_runs([experiment], f"tags.`{TAG_ROLE}` = '{BASELINE_ROLE}'", max_results=1)
-    base_rows = load_rows(client, baseline.info.run_id, "heldout")
+    # The study's finished baseline run, as `harness promote` finds it (not a killed one).
+    baselines = baseline(client, experiment).runs
+    if not baselines:
+        raise SystemExit("no finished baseline run: was evaluation.baseline set to false?")
+    base_rows = load_rows(client, baselines[0].info.run_id, "heldout")
     rows = [load_rows(client, t.user_attrs[ATTR_RUN_ID], "heldout") for t in trials]
     if base_rows is None or any(r is None for r in rows):
         raise SystemExit("a run has no held-out table: was evaluation.enabled set to false?")
