@@ -30,6 +30,7 @@ from harness.evaluation.tables import load_rows
 from harness.storage import ATTR_RUN_ID
 from harness.study import run_sweep
 from harness.study.checkpoints import ATTR_TRAINED_EPOCHS
+from harness.study.report import best_trial
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.yaml"
 COLUMN = "consistency"  # the quickstart objective's per-prompt column (consistency/heldout/consistency)
@@ -62,13 +63,15 @@ def run(args: argparse.Namespace, name: str, pruner: str) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     client = MlflowClient(config.mlflow.tracking_uri)
     per_epoch = float(client.get_run(result.parent_run_id).data.params["data.train_trained_tokens"])
-    trials = optuna.load_study(study_name=name, storage=config.storage).get_trials(deepcopy=False)
+    study = optuna.load_study(study_name=name, storage=config.storage)
+    trials = study.get_trials(deepcopy=False)
     tokens = 0.0
     for t in trials:
         epochs = t.user_attrs.get(ATTR_TRAINED_EPOCHS, 0.0) if t.state == TrialState.PRUNED else args.epochs
         tokens += epochs * per_epoch if t.state in (TrialState.COMPLETE, TrialState.PRUNED) else 0.0
         print(f"  {name} trial {t.number}: {t.state.name} epochs {epochs} value {t.value} {t.params}", flush=True)
-    best = max((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    best = best_trial(study)  # the study's own choice: its direction, and confirmation when configured
+    assert best is not None, f"{name}: no trial completed"
     rows = load_rows(client, best.user_attrs[ATTR_RUN_ID], "heldout")
     return {"trials": trials, "tokens": tokens, "best": best, "rows": rows, "seconds": seconds}
 
