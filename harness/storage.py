@@ -91,12 +91,17 @@ def make_storage(
     return ReconnectingStorage(storage, reconnect_s, settle_s, _claims_file(url))
 
 
-def _claims_file(url: str) -> str | None:
-    """A lock file beside a SQLite database, which every worker process on it shares."""
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL; None for any other storage or an in-memory one."""
     if not url.startswith("sqlite:///") or ":memory:" in url:
         return None
-    path = Path(url.removeprefix("sqlite:///")).expanduser().resolve()
-    return str(path.parent / f".{path.name}.claims.lock")
+    return Path(url.removeprefix("sqlite:///")).expanduser().resolve()
+
+
+def _claims_file(url: str) -> str | None:
+    """A lock file beside a SQLite database, which every worker process on it shares."""
+    path = sqlite_file(url)
+    return None if path is None else str(path.parent / f".{path.name}.claims.lock")
 
 
 def is_journal(url: str) -> bool:

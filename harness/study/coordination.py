@@ -52,15 +52,11 @@ def study_lock(storage_url: str, name: str, timeout_s: float | None = None) -> I
 
 def file_of(storage_url: str) -> Path | None:
     """The file a file-backed storage lives in (SQLite database or Optuna journal), else None."""
-    from harness.storage import is_journal
+    from harness.storage import is_journal, sqlite_file
 
-    if storage_url.startswith("sqlite:///") and ":memory:" not in storage_url:
-        path = Path(storage_url.removeprefix("sqlite:///")).expanduser()
-    elif is_journal(storage_url):
-        path = Path(storage_url).expanduser()
-    else:
-        return None
-    return path.resolve()
+    if is_journal(storage_url):
+        return Path(storage_url).expanduser().resolve()
+    return sqlite_file(storage_url)
 
 
 def is_shared(storage_url: str) -> bool:
