@@ -190,8 +190,7 @@ class _StudyBase(Frozen):
     @property
     def keep(self) -> str:
         """Which checkpoint a trial keeps (training.keep, defaulted): best on the objective, or last."""
-        training = getattr(self, "training", None)
-        chosen = getattr(training, "keep", None)
+        chosen = self.local_training.keep if self.local_training is not None else None
         return chosen or ("best" if self.evaluation.during_training.enabled else "last")
 
     @property
