@@ -228,6 +228,36 @@ def test_baseline_metrics_leave_the_shared_base_unchanged(backend: Any, tmp_path
     assert backend.baseline_metrics() == metrics  # no dropout, no training: the same number again
 
 
+def test_baseline_metrics_in_bf16_leave_the_base_forward_as_it_was(study_yaml: Path) -> None:
+    """accelerate marks the model it prepares (a later trial's copy of the base would skip its own
+    preparation, bf16 autocast included) and under bf16 sets an autocast wrapper as its own forward."""
+    import yaml
+
+    from harness import models
+    from harness.backends.local.backend import LocalBackend
+    from harness.config import load_config
+
+    raw = yaml.safe_load(study_yaml.read_text())
+    raw["training"]["precision"] = "bf16"
+    study_yaml.write_text(yaml.safe_dump(raw))
+    local = LocalBackend(load_config(study_yaml))
+    local.prepare()
+    base = models.load_base(local.config.base_model)
+    before = set(vars(base))
+    assert math.isfinite(local.baseline_metrics()["eval_loss"])
+    assert set(vars(base)) == before
+    assert not getattr(base, "_is_accelerate_prepared", False)
+    dtypes: list[torch.dtype] = []
+    layer = base.get_output_embeddings()
+    handle = layer.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    try:
+        with torch.no_grad():
+            base(torch.tensor([[1, 2, 3]]))
+    finally:
+        handle.remove()
+    assert dtypes == [torch.float32]  # no autocast left around the base's forward
+
+
 def test_baseline_eval_loss_is_a_trials_evaluate_without_training(backend: Any, tmp_path: Path) -> None:
     from harness import models
     from harness.hyperparams import TrialParams

@@ -165,6 +165,10 @@ class SFT:
         base = models.load_base(self.config.base_model)
         # Trainer puts the model in eval mode and sets config.use_cache: put back what the shared base had.
         was_training, use_cache = base.training, getattr(base.config, "use_cache", None)
+        # accelerate's prepare_model marks the model prepared (_is_accelerate_prepared, which a copy of
+        # the base inherits, so a later trial's trainer skips preparing it, bf16 autocast included) and
+        # under bf16 sets an autocast wrapper as its own forward: the base's attributes go back too.
+        own = dict(vars(base))
         try:
             with tempfile.TemporaryDirectory() as tmp:  # never the study's work dir: nothing is saved
                 args = TrainingArguments(**plan.trainer_kwargs(Path(tmp), quiet=True))
@@ -172,4 +176,6 @@ class SFT:
         finally:
             base.train(was_training)
             base.config.use_cache = use_cache
+            vars(base).clear()
+            vars(base).update(own)
         return {"eval_loss": float(loss)}
