@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from harness.data.chat import DataError, load_jsonl, with_system_prompt
 from harness.data.preference import Format, detect_format, load_preferences, preference_problems
+from harness.data.preference import with_system_prompt as pair_with_system_prompt
 from harness.data.split import group_key, split_items
 
 # Which data kind each remote method trains on.
@@ -43,17 +44,9 @@ class RemoteDataset:
         return h.hexdigest()[:16]
 
 
-def _with_system(record: dict[str, Any], system_prompt: str | None) -> dict[str, Any]:
-    messages = record["input"]["messages"]
-    if not system_prompt or messages[0].get("role") == "system":
-        return record
-    system = {"role": "system", "content": system_prompt}
-    return {**record, "input": {**record["input"], "messages": [system, *messages]}}
-
-
 def _load_kind(path: Path, kind: Format, system_prompt: str | None) -> list[dict[str, Any]]:
     if kind == "dpo":
-        return [_with_system(r, system_prompt) for r in load_preferences(path)]
+        return [pair_with_system_prompt(r, system_prompt) for r in load_preferences(path)]
     examples = with_system_prompt(load_jsonl(path), system_prompt)
     return [{"messages": [dict(m) for m in e.messages]} for e in examples]
 
