@@ -7,7 +7,7 @@ all derived from ``HYPERPARAMETERS``; a backend refuses keys whose ``backends`` 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 LOCAL = frozenset({"local"})
@@ -89,75 +89,39 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
 BY_NAME: Mapping[str, Hyperparameter] = {h.name: h for h in HYPERPARAMETERS}
 
 
+@dataclass(frozen=True, kw_only=True, repr=False)
 class TrialParams:
-    """One trial's sampled values, read as attributes (``params.epochs``); immutable."""
+    """One trial's sampled values, read as attributes (``params.epochs``); immutable.
 
-    __slots__ = ("_values", "training_args")
+    One field per hyperparameter (checked below). The four every backend samples (method, epochs,
+    batch_size, lr_multiplier) always have a value on a sampled trial; the others are None where the
+    backend or the method skips them."""
 
-    def __init__(self, training_args: Mapping[str, Any] | None = None, **values: Any) -> None:
-        unknown = set(values) - set(BY_NAME)
-        if unknown:
-            raise TypeError(f"unknown hyperparameters: {sorted(unknown)}")
-        object.__setattr__(self, "_values", {h.name: values.get(h.name) for h in HYPERPARAMETERS})
-        object.__setattr__(self, "training_args", dict(training_args or {}))
+    method: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr_multiplier: float | None = None
+    dropout: float | None = None
+    lora_rank: int | None = None
+    lora_alpha: int | None = None
+    lora_target_modules: tuple[str, ...] | None = None
+    beta: float | None = None
+    augmentation: str | None = None
+    training_args: Mapping[str, Any] = field(default_factory=dict)
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("TrialParams is immutable")
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "training_args", dict(self.training_args or {}))  # the caller's dict, copied
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, TrialParams) and (self._values, self.training_args) == (
-            other._values,
-            other.training_args,
-        )
-
-    def __hash__(self) -> int:
+    def __hash__(self) -> int:  # training_args is a dict: hash what repr shows
         return hash(repr(self))
 
     def __repr__(self) -> str:
-        present = ", ".join(f"{k}={v!r}" for k, v in self._values.items() if v is not None)
+        present = ", ".join(f"{k}={v!r}" for k, v in self.values().items() if v is not None)
         return f"TrialParams({present})"
 
-    # One typed property per hyperparameter (checked below). The four every backend samples always
-    # have a value on a sampled trial; the others are None where the backend or the method skips them.
-    @property
-    def method(self) -> str:
-        return self._values["method"]
-
-    @property
-    def epochs(self) -> int:
-        return self._values["epochs"]
-
-    @property
-    def batch_size(self) -> int:
-        return self._values["batch_size"]
-
-    @property
-    def lr_multiplier(self) -> float:
-        return self._values["lr_multiplier"]
-
-    @property
-    def dropout(self) -> float | None:
-        return self._values["dropout"]
-
-    @property
-    def lora_rank(self) -> int | None:
-        return self._values["lora_rank"]
-
-    @property
-    def lora_alpha(self) -> int | None:
-        return self._values["lora_alpha"]
-
-    @property
-    def lora_target_modules(self) -> tuple[str, ...] | None:
-        return self._values["lora_target_modules"]
-
-    @property
-    def beta(self) -> float | None:
-        return self._values["beta"]
-
-    @property
-    def augmentation(self) -> str | None:
-        return self._values["augmentation"]
+    def values(self) -> dict[str, Any]:
+        """Every hyperparameter's value, None where not sampled, in HYPERPARAMETERS order."""
+        return {h.name: getattr(self, h.name) for h in HYPERPARAMETERS}
 
     @property
     def is_lora(self) -> bool:
@@ -167,12 +131,12 @@ class TrialParams:
         """Flat params for MLflow: values not sampled for this trial are left out, not logged as None."""
         flat = {
             name: ",".join(value) if isinstance(value, tuple) else value
-            for name, value in self._values.items()
+            for name, value in self.values().items()
             if value is not None
         }
         return flat | {f"training_args.{k}": v for k, v in self.training_args.items()}
 
 
-# A hyperparameter declared without its property would be unreadable on a trial: stop at import.
-if _unreadable := [h.name for h in HYPERPARAMETERS if not isinstance(getattr(TrialParams, h.name, None), property)]:
-    raise RuntimeError(f"TrialParams has no property for {_unreadable}: add one per hyperparameter")
+# A hyperparameter declared without its field would be unreadable on a trial: stop at import.
+if _unreadable := set(BY_NAME) ^ {f.name for f in fields(TrialParams)} - {"training_args"}:
+    raise RuntimeError(f"TrialParams fields and HYPERPARAMETERS differ: {sorted(_unreadable)}")
