@@ -34,6 +34,7 @@ from harness.metrics import (
 )
 from harness.redaction import masked
 from harness.settings.confirm import ConfirmConfig, check_confirm
+from harness.settings.enqueue import Entry, check_enqueue
 from harness.settings.evaluation import COMPOSITE, EvaluationConfig
 from harness.settings.frozen import Frozen
 from harness.settings.loading import ConfigError, apply_override, format_errors, parse_override, resolve_paths
@@ -104,6 +105,8 @@ class _StudyBase(Frozen):
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
     # The best configurations trained again with further seeds once the search ends (None: never).
     confirm: ConfirmConfig | None = None
+    # Known-good configurations the search tries first (harness.settings.enqueue): warm starts.
+    enqueue: list[Entry] = Field(default_factory=list)
 
     # Subclasses say what they produce.
     METRICS_KEY: ClassVar[str] = "local"
@@ -133,6 +136,7 @@ class _StudyBase(Frozen):
         self._check_objective()
         self._check_during_training()
         check_confirm(self.confirm, multi_objective=self.objective.is_multi, n_trials=self.n_trials)
+        check_enqueue(self.search_space, self.enqueue, self.n_trials)
         return self
 
     def _check_search_space(self) -> None:

@@ -6,6 +6,7 @@ from typing import Any, Protocol
 
 from harness.config import Range, SearchSpace
 from harness.hyperparams import HYPERPARAMETERS, Hyperparameter, TrialParams
+from harness.settings.search import choice_value
 
 __all__ = ["TrialParams", "suggest", "suggest_value"]
 
@@ -22,11 +23,6 @@ class Suggester(Protocol):
     def suggest_categorical(self, name: str, choices: Any) -> Any: ...
 
 
-def _choice_value(value: Any) -> Any:
-    # Optuna choices must be scalars; lists (LoRA target sets) travel as comma-joined strings.
-    return ",".join(value) if isinstance(value, list) else value
-
-
 def suggest_value(trial: Suggester, name: str, spec: Any) -> Any:
     """Sample one parameter: a Range is sampled, a list is a choice, a scalar is fixed."""
     if isinstance(spec, Range):
@@ -36,8 +32,8 @@ def suggest_value(trial: Suggester, name: str, spec: Any) -> Any:
         return trial.suggest_float(name, float(spec.low), float(spec.high), step=spec.step, log=spec.log)
     if isinstance(spec, list):
         if len(spec) == 1:
-            return _choice_value(spec[0])
-        return trial.suggest_categorical(name, [_choice_value(v) for v in spec])
+            return choice_value(spec[0])
+        return trial.suggest_categorical(name, [choice_value(v) for v in spec])
     return spec
 
 

@@ -42,6 +42,8 @@ ATTR_INTERRUPTED = "harness.interrupted"
 ATTR_VS_BASELINE = "harness.vs_baseline"
 ATTR_RETRY_OF = "harness.retry_of"
 ATTR_WORKER = "harness.worker"
+# A trial queued from the config's ``enqueue`` list: its index there (harness.settings.enqueue).
+ATTR_ENQUEUED = "harness.enqueued"
 # A confirmation trial (harness.study.confirm): the search trial whose configuration it trains again,
 # and which further seed k it trains with; its MLflow run carries both as tags of the same names.
 ATTR_REPEAT_OF = "harness.repeat_of"

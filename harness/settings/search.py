@@ -46,6 +46,11 @@ class Range(Frozen):
 ParamSpec = Annotated[Range | list[Any] | Scalar, Field(union_mode="left_to_right")]
 
 
+def choice_value(value: Any) -> Any:
+    """An Optuna choice: a scalar as it is; a list (a LoRA target set) as one comma-joined string."""
+    return ",".join(value) if isinstance(value, list) else value
+
+
 def _nonempty_choices(value: Any) -> Any:
     if isinstance(value, list) and not value:
         raise ValueError("a list of choices must not be empty")

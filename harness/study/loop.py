@@ -34,6 +34,7 @@ from harness.study.journal import fail_orphans, sole_worker
 from harness.study.judge_gate import judge_gate, log_judge_check, unchecked_judge_tags
 from harness.study.outcome import Outcome, first_of_sweep, outcome_tags, recorded_outcome, sweep_outcome
 from harness.study.resume import open_study, recover, running_elsewhere, trials_done
+from harness.study.sampling import enqueue_warm_starts
 from harness.study.trial import TrialRunner
 from harness.tracking import (
     BASELINE_ROLE,
@@ -108,6 +109,7 @@ def _join_and_work(config: StudyConfig, progress: Any, max_trials: int | None) -
         # Stores are created here (tables, migrations, the experiment): simultaneous first starts race.
         tracker = Tracker(config.mlflow.tracking_uri, config.study_name, config.mlflow.artifact_location)
         study = open_study(config, tracker)
+        enqueue_warm_starts(config, study)
         reconciled = fail_orphans(config, study, tracker) + recover(study)
     started_before = _started(study)
     with open_evaluator(config.evaluation, tracker, job.train, job.heldout, job.backend.token_counter()) as evaluator:

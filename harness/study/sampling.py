@@ -14,7 +14,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from harness.config import SamplerConfig, StudyConfig
 from harness.search_space import TrialParams, suggest
-from harness.storage import ATTR_RETRY_OF, repeat_of
+from harness.settings.enqueue import optuna_params
+from harness.storage import ATTR_ENQUEUED, ATTR_RETRY_OF, repeat_of
 
 # The trial's user attr and its MLflow run's tag: the seed its sampler drew with.
 SEED_KEY = "harness.sampler_seed"
@@ -115,6 +116,18 @@ class PerTrialSeed(optuna.samplers.BaseSampler):
         """Nothing to do: Optuna reseeds for threads (n_jobs > 1), but each trial has its own seed."""
 
 
+def enqueue_warm_starts(config: StudyConfig, study: optuna.Study) -> int:
+    """Queue the config's ``enqueue`` configurations as the first trials of a study that has none;
+    how many were queued. A study with trials (resumed, or joined by another worker, which runs this
+    under the study's setup lock) gets none: each is queued once, as the search's first trials.
+    """
+    if not config.enqueue or study.get_trials(deepcopy=False):
+        return 0
+    for index, entry in enumerate(config.enqueue):
+        study.enqueue_trial(optuna_params(config.search_space, entry), user_attrs={ATTR_ENQUEUED: index})
+    return len(config.enqueue)
+
+
 def sample_params(config: StudyConfig, n_trials: int) -> list[TrialParams]:
     """Parameters the study's first trials would draw (its seeded startup phase): trial k here has
     trial k's seed, so these are what trials 0..n-1 of the real study try, with any number of workers.
@@ -131,6 +144,7 @@ def sample_params(config: StudyConfig, n_trials: int) -> list[TrialParams]:
 
     with _optuna_quiet():
         study = optuna.create_study(sampler=make_sampler(config.sampler))
+        enqueue_warm_starts(config, study)
         study.optimize(record, n_trials=n_trials, catch=())
     return drawn
 
