@@ -8,6 +8,7 @@ directory or a hub id handed to ``from_pretrained``.
 
 from __future__ import annotations
 
+import errno
 import functools
 import importlib.util
 import os
@@ -106,8 +107,12 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
         if plain.generation_config is not None:
             plain.generation_config.save_pretrained(staging)
         staging.rename(target)
-    except FileExistsError:
-        shutil.rmtree(staging, ignore_errors=True)  # another process finished first
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        # Another process finished first: renaming onto its (non-empty) directory fails with
+        # ENOTEMPTY on Linux (EEXIST elsewhere); anything else is a real failure.
+        if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
