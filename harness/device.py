@@ -1,9 +1,11 @@
-"""What the machine offers training: bf16 on CUDA or on CPUs with AVX512-bf16 or AMX, and cores."""
+"""What the machine offers training: bf16 on CUDA or on CPUs with AVX512-bf16 or AMX, cores and GPUs."""
 
 from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -77,3 +79,37 @@ def use_bf16(precision: str) -> bool:
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
     return cpu_has_bf16()
+
+
+@dataclass(frozen=True)
+class TrainingDevice:
+    """What a trial trains on: ``cuda`` GPUs (``count`` visible to it) or the ``cpu`` (``count`` threads)."""
+
+    kind: str
+    name: str
+    count: int
+
+
+def training_device() -> TrainingDevice:
+    """The device this process trains on, as a trial's run records it."""
+    import torch
+
+    if torch.cuda.is_available():
+        return TrainingDevice("cuda", torch.cuda.get_device_name(0), torch.cuda.device_count())
+    names = [line.partition(":")[2].strip() for line in _cpuinfo().splitlines() if line.startswith("model name")]
+    return TrainingDevice("cpu", names[0] if names else "unknown cpu", torch.get_num_threads())
+
+
+def gpu_ids(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The GPUs this process may hand out, as CUDA_VISIBLE_DEVICES names them (its own setting kept)."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return visible_ids(os.environ if environ is None else environ, count)
+
+
+def visible_ids(environ: Mapping[str, str], count: int) -> list[str]:
+    """Pure: the ids of ``count`` visible GPUs: CUDA_VISIBLE_DEVICES's entries when set, else 0..count-1."""
+    if "CUDA_VISIBLE_DEVICES" not in environ:
+        return [str(i) for i in range(count)]
+    return [part.strip() for part in environ["CUDA_VISIBLE_DEVICES"].split(",") if part.strip()][:count]

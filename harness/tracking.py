@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from harness.device import TrainingDevice
+
 # Every MLflow tag name the harness writes or reads, in one place.
 TAG_ROLE = "harness.role"  # parent | baseline | eval; trials have none
 PARENT_ROLE = "parent"
@@ -43,6 +45,10 @@ TAG_BASE_SOURCE = "harness.base_model_source"  # the spec as the config wrote it
 TAG_BASE_VERSION = "harness.base_model_version"  # NAME/VERSION, when it is a registered version
 TAG_BASE_RUN = "harness.base_model_run_id"  # the run whose weights it is
 LINEAGE_TAGS = (TAG_BASE_SOURCE, TAG_BASE_VERSION, TAG_BASE_RUN)
+# On each trial run of a local backend: the device it trained on (harness.device.TrainingDevice).
+TAG_DEVICE_KIND = "harness.device.kind"  # cuda | cpu
+TAG_DEVICE_NAME = "harness.device.name"  # the GPU's name, or the CPU's model name
+TAG_DEVICE_COUNT = "harness.device.count"  # GPUs visible to the worker, or CPU threads
 # Model version tags.
 TAG_RUN_ID = "harness.run_id"
 TAG_KIND = "harness.model_kind"
@@ -280,3 +286,8 @@ def flatten(prefix: str, data: Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
 
 def environment_tags() -> dict[str, str]:
     return {"harness.host": os.uname().nodename, "harness.pid": str(os.getpid())}
+
+
+def device_tags(device: TrainingDevice) -> dict[str, str]:
+    """The tags that say what a trial trained on."""
+    return {TAG_DEVICE_KIND: device.kind, TAG_DEVICE_NAME: device.name, TAG_DEVICE_COUNT: str(device.count)}

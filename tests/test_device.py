@@ -34,3 +34,16 @@ def test_threads_follow_physical_cores_unless_omp_says(monkeypatch: pytest.Monke
         assert device.use_physical_cores() == 2  # left as the user's environment set it
     finally:
         torch.set_num_threads(before)
+
+
+def test_visible_gpu_ids_follow_cuda_visible_devices_when_set() -> None:
+    assert device.visible_ids({}, 2) == ["0", "1"]
+    assert device.visible_ids({"CUDA_VISIBLE_DEVICES": "3, 5"}, 2) == ["3", "5"]
+    assert device.visible_ids({"CUDA_VISIBLE_DEVICES": ""}, 0) == []
+    assert device.visible_ids({}, 0) == []
+
+
+def test_training_device_on_a_machine_without_gpus_names_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(device, "_cpuinfo", lambda: "processor\t: 0\nmodel name\t: Example CPU 9000\n")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert device.training_device() == device.TrainingDevice("cpu", "Example CPU 9000", torch.get_num_threads())

@@ -46,6 +46,9 @@ def test_two_trial_sweep_logs_curves_and_resumes(study_yaml: Path) -> None:
         assert run.data.tags["mlflow.parentRunId"] == result.parent_run_id
         assert {"epochs", "batch_size", "lr_multiplier", "dropout", "method"} <= set(run.data.params)
         assert run.data.params["method"] == trial.params["method"]
+        # what it trained on: this machine has no GPU
+        assert run.data.tags["harness.device.kind"] == "cpu" and run.data.tags["harness.device.name"]
+        assert int(run.data.tags["harness.device.count"]) >= 1
         train_curve = client.get_metric_history(run.info.run_id, "train_loss")
         eval_curve = client.get_metric_history(run.info.run_id, "eval_loss")
         assert len(train_curve) >= 3 and len({m.step for m in train_curve}) == len(train_curve)

@@ -36,6 +36,8 @@ class TrialContext:
     progress: Any = None  # a rich Progress to add the trial's own bars to, when there is one
     # Text artifacts on the trial's run (job events, logs): (text, artifact_file).
     log_text: Callable[[str, str], None] = lambda text, artifact_file: None
+    # Tags on the trial's run (the device it trains on, say), written at once.
+    set_tags: Callable[[Mapping[str, str]], None] = lambda tags: None
     # Sum of a numeric user attr over the study's other trials (spend so far, for budgets).
     spent: Callable[[str], float] = lambda key: 0.0
     # A lock named ``name`` that every worker of the study shares (held in the study's storage):

@@ -36,7 +36,7 @@ WeakJudge = Annotated[
 ]
 
 
-def _overrides(
+def config_overrides(
     overrides: list[str] | None,
     study_name: str | None,
     n_trials: int | None,
@@ -66,16 +66,20 @@ def sweep(
     dry_run: Annotated[bool, typer.Option(help="validate, estimate and show the first trials; train nothing")] = False,
     allow_weak_judge: WeakJudge = False,
     workers: Annotated[int, typer.Option(min=1, help="worker processes on this machine, all joining the study")] = 1,
+    gpus_per_worker: Annotated[
+        int | None,
+        typer.Option(min=0, help="GPUs each worker sees (CUDA_VISIBLE_DEVICES); default 1 where there are GPUs"),
+    ] = None,
 ) -> None:
     """Run (or resume) an Optuna study whose trials fine-tune and log to MLflow."""
-    args = _overrides(overrides, study_name, n_trials, tracking_uri, storage, allow_weak_judge)
+    args = config_overrides(overrides, study_name, n_trials, tracking_uri, storage, allow_weak_judge)
     config = load(config_path, args)
     if dry_run:
         from harness.cli.dry_run import show_dry_run
 
         show_dry_run(config, config_path)
-    elif workers > 1:
-        _sweep_with_workers(config_path, args, config, workers)
+    elif workers > 1 or gpus_per_worker is not None:
+        _sweep_with_workers(config_path, args, config, workers, gpus_per_worker)
     else:
         _work(config, max_trials=None, show=True)
 
@@ -97,7 +101,9 @@ def worker(
     Start as many as you like, on any machine that reaches the study's storage (PostgreSQL for
     several machines) and MLflow store: setup, the baseline and registration each happen once.
     """
-    config = load(config_path, _overrides(overrides, study_name, n_trials, tracking_uri, storage, allow_weak_judge))
+    config = load(
+        config_path, config_overrides(overrides, study_name, n_trials, tracking_uri, storage, allow_weak_judge)
+    )
     _work(config, max_trials=max_trials, show=not quiet)
 
 
@@ -123,30 +129,31 @@ def _work(config: StudyConfig, max_trials: int | None, show: bool) -> None:
         raise fail(result.outcome.reason, code=result.outcome.exit_code)
 
 
-def _sweep_with_workers(config_path: Path, args: list[str], config: StudyConfig, n: int) -> None:
+def _sweep_with_workers(
+    config_path: Path, args: list[str], config: StudyConfig, n: int, gpus_per_worker: int | None
+) -> None:
     """N ``harness worker`` processes on this machine, one progress bar for the study."""
     import optuna
 
-    from harness.storage import StorageError, is_journal, load_study, make_storage
+    from harness.device import gpu_ids
+    from harness.storage import is_journal, make_storage
     from harness.study.coordination import is_shared
     from harness.study.journal import ONE_WORKER
-    from harness.study.outcome import first_of_sweep, recorded_outcome, sweep_outcome
     from harness.study.resume import trials_done
-    from harness.study.workers import run_workers
+    from harness.study.workers import PlacementError, run_workers, worker_envs
 
     if not is_shared(config.storage):
         where = "a SQLite file or PostgreSQL"
         raise fail(f"--workers needs a storage every worker can open ({where}), not {mask_url(config.storage)}")
-    if is_journal(config.storage):
+    if is_journal(config.storage) and n > 1:
         raise fail(f"--workers {n} with storage {config.storage}: {ONE_WORKER}")
+    try:
+        envs = worker_envs(n, gpu_ids(), gpus_per_worker)
+    except PlacementError as exc:
+        raise fail(str(exc)) from None
     loud = ["--verbose"] if verbose() else []
     argv = [sys.executable, "-m", "harness.cli", *loud, "worker", str(config_path), *args, "--quiet"]
-    try:
-        first = first_of_sweep(load_study(config.study_name, config.storage).get_trials(deepcopy=False))
-    except KeyError:
-        first = 0  # a new study
-    except StorageError as exc:  # a database that never answered: not worth starting workers
-        raise fail(str(exc)) from None
+    first = first_trial(config)
     with terminate_as_interrupt(), progress_bars() as progress:
         task = progress.add_task(f"{n} workers, study {config.study_name}", total=config.n_trials)
 
@@ -158,17 +165,41 @@ def _sweep_with_workers(config_path: Path, args: list[str], config: StudyConfig,
             progress.update(task, completed=trials_done(study))
 
         try:
-            codes = run_workers(argv, n, watch)
+            codes = run_workers(argv, envs, watch)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: every worker closed its runs; rerun the same command to resume")
             raise typer.Exit(130) from None
+    finish_sweep(config, first, [(f"worker {i} exited {code}", code) for i, code in enumerate(codes) if code])
+
+
+def first_trial(config: StudyConfig) -> int:
+    """The number the sweep's first trial will have (the study's next), before its workers start."""
+    from harness.storage import StorageError, load_study
+    from harness.study.outcome import first_of_sweep
+
+    try:
+        return first_of_sweep(load_study(config.study_name, config.storage).get_trials(deepcopy=False))
+    except KeyError:
+        return 0  # a new study
+    except StorageError as exc:  # a database that never answered: not worth starting workers
+        raise fail(str(exc)) from None
+
+
+def finish_sweep(config: StudyConfig, first: int, failures: list[tuple[str, int]]) -> None:
+    """After the workers: the study's trials, then the sweep's verdict (exit 0 when it is done)
+    or, failing that, why workers failed (``failures``: what each said, its exit status)."""
+    import optuna
+
+    from harness.storage import make_storage
+    from harness.study.outcome import recorded_outcome, sweep_outcome
+
     study = optuna.load_study(study_name=config.study_name, storage=make_storage(config.storage))
     print_trials(study, config.storage)
     previous = recorded_outcome(_parent_tags(config, study))  # the workers' verdict on the parent run
     if (outcome := sweep_outcome(study.get_trials(deepcopy=False), first, previous)).exit_code:
         raise fail(outcome.reason, code=outcome.exit_code)
-    if failed := [f"worker {i} exited {code}" for i, code in enumerate(codes) if code]:
-        raise fail("; ".join(failed), code=max(codes))
+    if failures:
+        raise fail("; ".join(reason for reason, _ in failures), code=max(code for _, code in failures))
 
 
 def _parent_tags(config: StudyConfig, study: Any) -> dict[str, str]:

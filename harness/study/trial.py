@@ -145,6 +145,7 @@ class TrialRunner:
             attrs=trial.user_attrs,
             progress=self.progress,
             log_text=lambda text, artifact_file: self.tracker.log_text(run_id, text, artifact_file),
+            set_tags=lambda tags: self.tracker.set_tags(run_id, dict(tags)),
             spent=lambda key: _spent(trial, key),
             exclusive=lambda name: study_lock(self.config.storage, f"{self.config.study_name}:{name}"),
             run_id=run_id,

@@ -28,11 +28,13 @@ def boom() -> None:
     raise ValueError("no_such_schedule is not a valid SchedulerType")
 
 
-def one_after_another(argv: Sequence[str], n: int, watch: Callable[[], None] | None = None, **_: Any) -> list[int]:
+def one_after_another(
+    argv: Sequence[str], envs: Sequence[Any], watch: Callable[[], None] | None = None, **_: Any
+) -> list[int]:
     """``run_workers`` in this process (so the instant backend is theirs too), each worker starting
     once the one before has left: the second finds every trial failed and runs none."""
     assert list(argv[:4]) == [sys.executable, "-m", "harness.cli", "worker"]
-    return [app(list(argv[3:]), standalone_mode=False) or 0 for _ in range(n)]
+    return [app(list(argv[3:]), standalone_mode=False) or 0 for _ in envs]
 
 
 def parent_run(tracking_uri: str) -> Any:

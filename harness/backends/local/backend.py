@@ -27,8 +27,9 @@ from harness.backends.local.plan import TrialPlan, plan_trial
 from harness.backends.local.sft import SFT
 from harness.backends.protocol import TrainResult, TrialContext
 from harness.config import StudyConfig
-from harness.device import cpu_flags, use_bf16, use_physical_cores
+from harness.device import cpu_flags, training_device, use_bf16, use_physical_cores
 from harness.hyperparams import TrialParams
+from harness.tracking import device_tags
 
 
 def set_dropout(model: Any, p: float) -> None:
@@ -161,6 +162,7 @@ class LocalBackend:
     def train(self, params: TrialParams, ctx: TrialContext) -> TrainResult:
         """Train one trial; the trained model stays in memory for ``answer`` until ``release``."""
         plan = self.plan(params, ctx.repeat)
+        ctx.set_tags(device_tags(training_device()))
         trial_facts = self.objective.trial_facts(params)
         tokenizer = models.load_tokenizer(self.config.base_model)
         # Per run id, never per trial number: a study name used again must not overwrite the weights
