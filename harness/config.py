@@ -39,7 +39,13 @@ from harness.settings.evaluation import COMPOSITE, EvaluationConfig
 from harness.settings.frozen import Frozen
 from harness.settings.loading import ConfigError, apply_override, format_errors, parse_override, resolve_paths
 from harness.settings.openai import OpenAIConfig
-from harness.settings.pruning import PrunerConfig, checkpoint_metrics, during_training_problem, wilcoxon_problem
+from harness.settings.pruning import (
+    PrunerConfig,
+    checkpoint_metrics,
+    during_training_problem,
+    multi_objective_problem,
+    wilcoxon_problem,
+)
 from harness.settings.search import LocalSearchSpace, ParamSpec, Range, RemoteSearchSpace, SearchSpace
 from harness.settings.sections import (
     DPO_METRICS,
@@ -180,7 +186,8 @@ class _StudyBase(Frozen):
 
     def _check_during_training(self) -> None:
         """What measuring the objective at checkpoints (pruning and keeping the best on it) needs."""
-        problem = wilcoxon_problem(self.objective, self.evaluation.during_training.enabled, self.pruner)
+        problem = multi_objective_problem(self.objective, self.pruner)
+        problem = problem or wilcoxon_problem(self.objective, self.evaluation.during_training.enabled, self.pruner)
         problem = problem or during_training_problem(
             self.objective, self.evaluation, self.checkpoint_metrics(), self._judge_metric
         )

@@ -98,6 +98,18 @@ def test_a_weak_judge_in_the_objective_is_refused_before_any_run(study_yaml: Pat
     assert optuna.load_study(study_name="tiny", storage=config.storage).trials == []
 
 
+def test_a_weak_judge_never_prunes_or_picks_checkpoints_even_when_allowed(study_yaml: Path, tmp_path: Path) -> None:
+    """--allow-weak-judge lets a weak judge into the final objective, not into the checkpoints."""
+    objective = ("objective.metric=consistency/heldout/judge", "objective.direction=maximize")
+    allowed = ("evaluation.judge.allow_weak=true", "evaluation.during_training=true")
+    with fake_server(FakeState(reply=random_judge)) as url:
+        config = load_config(study_yaml, judged(url, tmp_path, *objective, *allowed))
+        with pytest.raises(WeakJudgeError, match="during_training: the objective reads the judge"):
+            run_sweep(config)
+    assert runs_by_name(MlflowClient(config.mlflow.tracking_uri), "tiny") == {}
+    assert optuna.load_study(study_name="tiny", storage=config.storage).trials == []
+
+
 def test_a_weak_judge_for_reporting_is_flagged_on_the_parent(study_yaml: Path, tmp_path: Path) -> None:
     with fake_server(FakeState(reply=random_judge)) as url:
         config = load_config(study_yaml, judged(url, tmp_path))

@@ -86,3 +86,14 @@ def test_checkpoints_run_only_the_scorers_the_objective_reads() -> None:
     assert scorers_for(["consistency/heldout/rouge_l", "eval_loss"], settings) == ("rouge_l",)
     assert scorers_for(["consistency/heldout/judge_structure"], settings) == ("judge",)
     assert scorers_for(["eval_loss"], settings) == ()
+
+
+def test_a_pruner_on_a_multi_objective_study_is_refused(tmp_path: Path) -> None:
+    """Optuna refuses intermediate values in a multi-objective study: a pruner there would never act."""
+    multi = {**BASE, "objective": {"metrics": [{"metric": "eval_loss"}, {"metric": HELDOUT, "direction": "maximize"}]}}
+    message = refused(tmp_path, "pruner.type=median", data=multi)
+    assert "pruner.type: median on a multi-objective study (eval_loss, consistency/heldout/consistency)" in message
+    assert "set pruner.type: none" in message
+    assert parse_study(multi).pruner.type is None  # left out: no pruning, as before
+    assert parse_study({**multi, "pruner": {"type": "none"}}).pruner.type == "none"
+    assert study().pruner.type is None  # one objective: the median pruner (harness.study.pruning)

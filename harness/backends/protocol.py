@@ -21,6 +21,8 @@ class Checkpoint:
     epoch: float  # epochs trained so far
     answer: Answerer  # answers from the model as it is now (already in memory)
     metrics: Mapping[str, float] = field(default_factory=dict)  # measured by training itself (eval_loss)
+    # The trial's last checkpoint: training is over, so pruning it would save nothing (and lose its result).
+    last: bool = False
 
 
 @dataclass

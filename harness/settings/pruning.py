@@ -20,15 +20,18 @@ class PrunerConfig(Frozen):
     objective at each checkpoint, whose step is the checkpoint's number (the epoch, at epoch ends);
     without it, eval loss at every training.eval_steps (step = the training step)."""
 
-    type: PrunerType = "median"
+    # None: median in a single-objective study, none in a multi-objective one (Optuna's pruners are
+    # single-objective: a pruner named for a multi-objective study is refused at load).
+    type: PrunerType | None = None
     # median and percentile: no pruning before this many trials finished, nor before this step.
     n_startup_trials: int = Field(default=1, ge=0)
     n_warmup_steps: int = Field(default=0, ge=0)
     # percentile: trials in this top percentile at a step go on (median is percentile 50).
     percentile: float = Field(default=25.0, gt=0, lt=100)
-    # hyperband and successive_halving: the first rung's steps, and 1/keep at each rung.
+    # hyperband and successive_halving: the first rung's steps, and 1/keep at each rung (None:
+    # Optuna's own default, 3 for Hyperband and 4 for successive halving).
     min_resource: int = Field(default=1, ge=1)
-    reduction_factor: int = Field(default=3, ge=2)
+    reduction_factor: int | None = Field(default=None, ge=2)
     # wilcoxon: the paired signed-rank test's p-value below which a trial is pruned, and how many
     # paired prompts a checkpoint needs before any test.
     p_threshold: float = Field(default=0.1, gt=0, lt=1)
@@ -62,6 +65,18 @@ def checkpoint_metrics(produced: set[str], evaluation_enabled: bool) -> set[str]
         for n in names
         if n is not None and n.split == metrics.HELDOUT and n.suffix is None and n.family != metrics.STABILITY
     }
+
+
+def multi_objective_problem(objective: Objective, pruner: PrunerConfig) -> str | None:
+    """Pure: why this pruner cannot act on this objective (Optuna's pruners take one value per step)."""
+    if not objective.is_multi or pruner.type in (None, "none"):
+        return None
+    return (
+        f"pruner.type: {pruner.type} on a multi-objective study ({', '.join(objective.names)}): Optuna's"
+        " pruners compare one intermediate value per step, and Optuna refuses to report any in a"
+        " multi-objective study, so no trial would ever be pruned; set pruner.type: none (or leave"
+        " pruner out), or optimise one objective (objective.metric, or objective.weights for a composite)"
+    )
 
 
 def wilcoxon_problem(objective: Objective, during_training: bool, pruner: PrunerConfig) -> str | None:

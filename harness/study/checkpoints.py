@@ -67,8 +67,9 @@ class CheckpointHook:
             log.warning("checkpoint %d's metrics kept for later: %s", checkpoint.number, error)
         self.trial.set_user_attr(ATTR_TRAINED_EPOCHS, checkpoint.epoch)
         pruner = self.config.pruner
+        # The last checkpoint is reported (later trials meet this one there) but never pruned.
         if self.prunable and report_checkpoint(
-            self.trial, pruner, value, per_prompt, self.positions, checkpoint.number
+            self.trial, pruner, value, per_prompt, self.positions, checkpoint.number, decide=not checkpoint.last
         ):
             name = objective.names[0]
             raise optuna.TrialPruned(

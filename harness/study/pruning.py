@@ -28,18 +28,17 @@ def make_pruner(config: PrunerConfig) -> optuna.pruners.BasePruner:
     """The configured Optuna pruner (the Wilcoxon one narrowed to one checkpoint at a time)."""
     if config.type == "none":
         return optuna.pruners.NopPruner()
+    rungs: dict[str, int] = {"min_resource": config.min_resource}
+    if config.reduction_factor is not None:  # else Optuna's default for the pruner
+        rungs["reduction_factor"] = config.reduction_factor
     if config.type == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=config.min_resource, reduction_factor=config.reduction_factor
-        )
+        return optuna.pruners.HyperbandPruner(**rungs)
     if config.type == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=config.min_resource, reduction_factor=config.reduction_factor
-        )
+        return optuna.pruners.SuccessiveHalvingPruner(**rungs)
     if config.type == "wilcoxon":
         # Experimental in Optuna since 3.6: known, and tested here (the CLI silences the warning).
         return CheckpointWilcoxonPruner(p_threshold=config.p_threshold, n_startup_steps=config.n_startup_steps)
-    percentile = 50.0 if config.type == "median" else config.percentile
+    percentile = config.percentile if config.type == "percentile" else 50.0  # median (the default)
     return optuna.pruners.PercentilePruner(
         percentile, n_startup_trials=config.n_startup_trials, n_warmup_steps=config.n_warmup_steps
     )
@@ -120,7 +119,7 @@ def prune_reason(config: PrunerConfig, metric: str, value: float, checkpoint: in
         "successive_halving": "not among the best 1/reduction_factor of trials at this rung",
         "median": "worse than the median of earlier trials at this checkpoint",
         "percentile": f"outside the top {config.percentile:g}% of earlier trials at this checkpoint",
-    }.get(config.type, "pruned")
+    }.get(config.type or "median", "pruned")
     return f"{metric} {value:.4f} at checkpoint {checkpoint} (epoch {epoch:.2f}, step {step}): {test}"
 
 
@@ -131,12 +130,14 @@ def report_checkpoint(
     per_prompt: Sequence[float | None] | None,
     positions: Sequence[int],
     checkpoint: int,
+    decide: bool = True,
 ) -> bool:
-    """Report a checkpoint to the pruner; whether it says to prune. The Wilcoxon pruner takes the
-    per-prompt scores; the others the objective value, at step = the checkpoint's number."""
+    """Report a checkpoint to the pruner; whether it says to prune (never asked unless ``decide``).
+    The Wilcoxon pruner takes the per-prompt scores; the others the objective value, at step = the
+    checkpoint's number."""
     if config.type == "wilcoxon":
         for score, step in wilcoxon_reports(per_prompt or [], positions, checkpoint):
             trial.report(score, step)
     else:
         trial.report(value, checkpoint)
-    return bool(trial.should_prune())
+    return decide and bool(trial.should_prune())

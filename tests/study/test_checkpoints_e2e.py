@@ -100,6 +100,16 @@ def test_a_pruned_trial_is_killed_with_its_reason_and_keeps_its_curve(
     assert [v for _, v in curve(client, run.info.run_id, METRIC)] == list(trial.intermediate_values.values())
 
 
+def test_a_trial_is_never_pruned_at_its_last_checkpoint(study_yaml: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training is over there: the checkpoint is reported (later trials meet it) and the trial completes."""
+    monkeypatch.setattr(resume, "make_pruner", lambda config: PruneAtCheckpoint(3))
+    config = load_config(study_yaml, DURING)
+    run_sweep(config)
+    trial = optuna.load_study(study_name="tiny", storage=config.storage).trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE and sorted(trial.intermediate_values) == [1, 2, 3]
+    assert trial_run(MlflowClient(config.mlflow.tracking_uri)).info.status == "FINISHED"
+
+
 # A worker that stops dead in its first trial's second checkpoint evaluation (after scoring started).
 HANG_IN_CHECKPOINT = """
 import sys, time

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import optuna
 import pytest
@@ -97,6 +98,18 @@ def test_wilcoxon_compares_with_the_best_trial_at_the_same_checkpoint() -> None:
     assert not report_checkpoint(trial, config, 0.3, [s + 0.3 for s in SPREAD], POSITIONS, 2)
 
 
+def test_wilcoxon_reads_the_best_trial_of_another_worker_from_the_storage(tmp_path: Path) -> None:
+    """Two workers, two processes' Study objects on one storage: the second worker's trial is tested
+    against the best trial the first one finished (its per-prompt scores come from the storage)."""
+    config = PrunerConfig(type="wilcoxon", p_threshold=0.1, n_startup_steps=2)
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    first = optuna.create_study(study_name="w", storage=storage, direction="maximize", pruner=make_pruner(config))
+    second = optuna.load_study(study_name="w", storage=storage, pruner=make_pruner(config))
+    assert run_trial(first, config, GOOD, SPREAD) is None
+    assert run_trial(second, config, [0.1, 0.12, 0.15], SPREAD) == 1
+    assert second.trials[-1].state == optuna.trial.TrialState.PRUNED
+
+
 def test_wilcoxon_steps_follow_one_shuffled_prompt_order() -> None:
     positions = prompt_positions(5, seed=3)
     assert sorted(positions) == list(range(5)) and positions == prompt_positions(5, seed=3)
@@ -117,3 +130,26 @@ def test_the_reason_names_the_metric_the_checkpoint_and_the_test() -> None:
     assert reason.startswith("consistency/heldout/consistency 0.3100 at checkpoint 2 (epoch 2.00, step 18)")
     assert "Wilcoxon" in reason and "p < 0.1" in reason
     assert "median" in prune_reason(PrunerConfig(type="median"), "eval_loss", 1.2, 1, 1.0, 9)
+
+
+def test_the_last_checkpoint_is_reported_but_never_pruned() -> None:
+    """Training is over at the last checkpoint: pruning it would save nothing and lose the result."""
+    config = PrunerConfig(type="median", n_startup_trials=1)
+    study = study_with(config)
+    assert run_trial(study, config, GOOD, SPREAD) is None
+    trial = study.ask()
+    assert not report_checkpoint(trial, config, 0.1, None, POSITIONS, 1, decide=False)
+    assert trial.should_prune()  # the pruner would have: far below the median
+    assert study.trials[-1].intermediate_values == {1: 0.1}  # later trials still meet it there
+
+
+def test_successive_halving_keeps_optunas_reduction_factor_unless_set() -> None:
+    """Six trials at the first rung: Optuna's default (4) promotes only the best of them, 3 the best two."""
+    kept = {}
+    for factor in (None, 3):
+        config = PrunerConfig(type="successive_halving", reduction_factor=factor)
+        study = study_with(config, f"sh{factor}")
+        for value in (0.1, 0.2, 0.3, 0.4, 0.6):
+            run_trial(study, config, [value, value], SPREAD)
+        kept[factor] = run_trial(study, config, [0.5, 0.5], SPREAD) is None  # the second best at rung 1
+    assert kept == {None: False, 3: True}

@@ -94,7 +94,8 @@ class CheckpointCallback(TrainerCallback):
         loss = {"eval_loss": float(metrics["eval_loss"])} if metrics and "eval_loss" in metrics else {}
         epoch = float(state.epoch or 0.0)
         # May raise optuna.TrialPruned: training stops here, the curve so far is on the run.
-        merit = self.measure(Checkpoint(number, state.global_step, epoch, self.answer, loss))
+        last = state.global_step >= state.max_steps
+        merit = self.measure(Checkpoint(number, state.global_step, epoch, self.answer, loss, last))
         self.seconds.append(time.perf_counter() - started)
         point = Measured(number, state.global_step, epoch, merit)
         self.measured.append(point)
