@@ -24,6 +24,7 @@ from harness.hyperparams import BY_NAME
 from harness.metrics import (
     CONSISTENCY,
     EVAL_GENERATION_SECONDS,
+    EVAL_MIRROR_SECONDS,
     EVAL_SECONDS,
     HELDOUT,
     JUDGE,
@@ -219,6 +220,8 @@ class _StudyBase(Frozen):
         if JUDGE in settings.scorers:
             scorers += [JUDGE, JUDGE_MISSING]
         names |= {EVAL_SECONDS, EVAL_GENERATION_SECONDS}
+        if self.mlflow.genai_mirror:
+            names.add(EVAL_MIRROR_SECONDS)
         for split in STUDY_SPLITS:
             names |= {key for s in scorers for key in MetricName(CONSISTENCY, split, s).logged_keys()}
             names |= checked_metrics(split, sampled=settings.stability is not None and split == HELDOUT)

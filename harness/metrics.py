@@ -53,6 +53,8 @@ OBJECTIVE = "objective"
 JUDGE_CHECK = "judge_check"
 EVAL_SECONDS = "eval_seconds"
 EVAL_GENERATION_SECONDS = "eval_generation_seconds"
+# Seconds spent mirroring the evaluated rows into MLflow's GenAI evaluation (mlflow.genai_mirror).
+EVAL_MIRROR_SECONDS = "eval_mirror_seconds"
 # What measuring the objective during training costs (evaluation.during_training): seconds to answer and
 # score one checkpoint (a curve), their mean, an epoch's training seconds, and the ratio of the two means.
 CHECKPOINT_EVAL_SECONDS = "checkpoint_eval_seconds"

@@ -22,7 +22,15 @@ from harness.evaluation.checked import check_split, checked_vs_baseline, checks_
 from harness.evaluation.scoring import score_split
 from harness.evaluation.stability import Similarity, composite_similarity
 from harness.evaluation.task import Checked
-from harness.metrics import CONSISTENCY, EVAL_GENERATION_SECONDS, EVAL_SECONDS, HELDOUT, TRAIN, MetricName
+from harness.metrics import (
+    CONSISTENCY,
+    EVAL_GENERATION_SECONDS,
+    EVAL_MIRROR_SECONDS,
+    EVAL_SECONDS,
+    HELDOUT,
+    TRAIN,
+    MetricName,
+)
 from harness.settings.evaluation import EvaluationConfig
 from harness.tracking import TAG_EVAL_DIGEST, Tracker
 
@@ -138,6 +146,8 @@ class Evaluator:
     count_tokens: TokenCounter = estimate_tokens
     # The untuned base model's rows per split, once it has been evaluated: trials are compared to it.
     baseline_rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # Each evaluation's rows also into MLflow's GenAI evaluation on its run (mlflow.genai_mirror).
+    mirror: bool = False
     last_rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _counted: dict[str, int] = field(default_factory=lambda: {"calls": 0, "cache_hits": 0})
 
@@ -209,7 +219,18 @@ class Evaluator:
         if self.judge is not None:
             self.tracker.log_params(run_id, self.judge.params())
             metrics |= self._judge_counters()
-        return metrics | {EVAL_SECONDS: time.perf_counter() - started, EVAL_GENERATION_SECONDS: generating}
+        metrics |= {EVAL_SECONDS: time.perf_counter() - started, EVAL_GENERATION_SECONDS: generating}
+        return metrics | self._mirror(run_id)
+
+    def _mirror(self, run_id: str) -> dict[str, float]:
+        """The rows into MLflow's GenAI evaluation; its cost as a metric beside ``eval_seconds``."""
+        if not self.mirror or not self.last_rows:
+            return {}
+        from harness.evaluation.genai_mirror import mirror
+
+        begin = time.perf_counter()
+        mirror(self.tracker.tracking_uri, self.tracker.experiment_id, run_id, self.last_rows)
+        return {EVAL_MIRROR_SECONDS: time.perf_counter() - begin}
 
     def _samples(self, answer: Answerer, split: str, examples: list[Example], budget: int) -> list[list[str]] | None:
         """With ``evaluation.stability``, each held-out prompt answered again that many times, sampling."""
@@ -257,6 +278,7 @@ def open_evaluator(
     train: Sequence[Example],
     heldout: Sequence[Example],
     count_tokens: TokenCounter | None = None,
+    mirror: bool = False,
 ) -> Iterator[Evaluator | None]:
     """Load the embedder and start the judge once per study; stop the judge when done."""
     if not settings.enabled:
@@ -278,6 +300,5 @@ def open_evaluator(
             from harness.evaluation.judge_session import open_judge
 
             judge = stack.enter_context(open_judge(settings.judge))
-        yield Evaluator(
-            settings, tracker, splits, judge=judge, embedder=embedder, count_tokens=count_tokens or estimate_tokens
-        )
+        count = count_tokens or estimate_tokens
+        yield Evaluator(settings, tracker, splits, judge=judge, embedder=embedder, count_tokens=count, mirror=mirror)

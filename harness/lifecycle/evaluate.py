@@ -148,7 +148,8 @@ def evaluate_model(config: StudyConfig, spec: str) -> EvalResult:
     answer, source_tags = resolve(config, spec, tracker.client)
     train, heldout = load_splits(config.data, config.system_prompt)
     tags = {TAG_ROLE: EVAL_ROLE, TAG_STUDY: config.study_name, TAG_MODEL_SPEC: spec, **source_tags}
-    with open_evaluator(config.evaluation, tracker, train, heldout, token_counter(config)) as evaluator:
+    mirror = config.mlflow.genai_mirror
+    with open_evaluator(config.evaluation, tracker, train, heldout, token_counter(config), mirror) as evaluator:
         assert evaluator is not None  # enabled, checked above
         run = tracker.client.create_run(tracker.experiment_id, tags=tags, run_name=f"eval {spec}"[:250])
         with tracker.closing(run.info.run_id) as run_id:

@@ -104,6 +104,9 @@ class MlflowConfig(Frozen):
     registry_model_name: str | None = None
     # Register the best trial's model at the end of every sweep (promotion stays a separate step).
     register_best: bool = True
+    # Every evaluated answer (trials, baseline, harness eval) also as a row of MLflow's GenAI
+    # evaluation on its run, so the UI lists each prompt with its scores (harness.evaluation.genai_mirror).
+    genai_mirror: bool = True
 
 
 class PromotionConfig(Frozen):

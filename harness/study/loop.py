@@ -112,7 +112,8 @@ def _join_and_work(config: StudyConfig, progress: Any, max_trials: int | None) -
         enqueue_warm_starts(config, study)
         reconciled = fail_orphans(config, study, tracker) + recover(study)
     started_before = _started(study)
-    with open_evaluator(config.evaluation, tracker, job.train, job.heldout, job.backend.token_counter()) as evaluator:
+    counter, mirror = job.backend.token_counter(), config.mlflow.genai_mirror
+    with open_evaluator(config.evaluation, tracker, job.train, job.heldout, counter, mirror) as evaluator:
         check = judge_gate(config, evaluator, job.train)  # a weak judge in the objective stops here
         scorer = checkpoint_scorer(evaluator, config.evaluation.during_training, config.objective.inputs)
         with study_lock(config.storage, f"{config.study_name}:setup"):
