@@ -88,6 +88,14 @@ def local_store_missing(tracking_uri: str) -> bool:
     return False
 
 
+def ui_runs_link(tracking_uri: str, experiment_id: str) -> str:
+    """Pure: the study's runs in the MLflow UI (the server at an http(s) tracking URI, else where
+    ``mlflow ui`` serves). MLflow 3.17's UI opens every experiment on its GenAI overview whatever the
+    experiment's tags say (its workflow type is a browser setting): the link asks for the runs view."""
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
 def default_artifact_location(tracking_uri: str) -> str | None:
     """Keep artifacts beside a local SQLite store (mlruns/artifacts), not in the CWD."""
     if not tracking_uri.startswith("sqlite:///"):

@@ -88,3 +88,12 @@ def test_a_table_logged_again_is_replaced_not_appended(tmp_path: Path) -> None:
     assert table["number"].tolist() == [0, 1]
     logged = json.loads(client.get_run(run).data.tags["mlflow.loggedArtifacts"])
     assert logged == [{"path": "trials.json", "type": "table"}]
+
+
+def test_the_ui_link_asks_for_the_runs_view_of_the_study() -> None:
+    from harness.tracking import ui_runs_link
+
+    local = ui_runs_link("sqlite:///mlruns/mlflow.db", "3")
+    assert local == "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning"
+    served = ui_runs_link("https://mlflow.example.com/", "7")
+    assert served == "https://mlflow.example.com/#/experiments/7/runs?workflowType=machine_learning"

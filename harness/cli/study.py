@@ -123,6 +123,7 @@ def _work(config: StudyConfig, max_trials: int | None, show: bool) -> None:
     if show:
         print_trials(result.study, config.storage)
         console.print(f"MLflow parent run {result.parent_run_id} in {mask_url(config.mlflow.tracking_uri)}")
+        console.print(f"in the MLflow UI: {mask_url(_runs_link(config, result.parent_run_id))}", soft_wrap=True)
     if result.outcome.exit_code and not show:  # a worker of sweep --workers: the sweep says why, once
         raise typer.Exit(result.outcome.exit_code)
     if result.outcome.exit_code:
@@ -200,6 +201,16 @@ def finish_sweep(config: StudyConfig, first: int, failures: list[tuple[str, int]
         raise fail(outcome.reason, code=outcome.exit_code)
     if failures:
         raise fail("; ".join(reason for reason, _ in failures), code=max(code for _, code in failures))
+
+
+def _runs_link(config: StudyConfig, parent_run_id: str) -> str:
+    """The study's runs in the MLflow UI; each trial's answers are on its run's Traces tab."""
+    from mlflow.tracking import MlflowClient
+
+    from harness.tracking import ui_runs_link
+
+    experiment = MlflowClient(config.mlflow.tracking_uri).get_run(parent_run_id).info.experiment_id
+    return ui_runs_link(config.mlflow.tracking_uri, experiment)
 
 
 def _parent_tags(config: StudyConfig, study: Any) -> dict[str, str]:

@@ -76,7 +76,10 @@ def test_every_row_reaches_the_store_with_one_assessment_per_scorer(tmp_path: Pa
     rows = {row["id"]: row for rows in tables.values() for row in rows}
     for example_id, trace in by_id.items():  # each row's own texts on its own trace
         expected = [a.value for a in trace.info.assessments if a.name == "expected_response"]
-        assert expected == [rows[example_id]["reference"]] and json.loads(trace.data.response) == rows[example_id]["answer"]
+        assert (
+            expected == [rows[example_id]["reference"]]
+            and json.loads(trace.data.response) == rows[example_id]["answer"]
+        )
         assert json.loads(trace.data.request)["id"] == example_id
     first = {a.name: a for a in by_id["heldout.jsonl:1"].info.assessments}
     assert first["structure"].value == 0.0 and first["rouge_l"].value == 0.5
