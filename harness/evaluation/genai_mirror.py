@@ -20,6 +20,7 @@ import hashlib
 import io
 import math
 import os
+import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -150,6 +151,19 @@ def fluent_run(tracking_uri: str, experiment_id: str, run_id: str) -> Iterator[N
 
 
 @contextlib.contextmanager
+def _fresh_random() -> Iterator[None]:
+    """Trace ids come from Python's global ``random`` (OpenTelemetry's id generator), which a trial
+    seeds for its own reproducibility: two runs evaluated after the same seed would get the same
+    trace ids and share rows. Unpredictable ids for the call; the seeded state put back after."""
+    state = random.getstate()
+    random.seed(os.urandom(16))
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
+@contextlib.contextmanager
 def _active_experiment(experiment_id: str) -> Iterator[None]:
     """Traces go to the active experiment: the run's own, for the call."""
     import mlflow.tracking.fluent as fluent
@@ -192,7 +206,7 @@ def mirror(
     with fluent_run(tracking_uri, experiment_id, run_id):
         before = {t.info.trace_id for t in stored_rows(experiment_id, run_id)}
         # evaluate() prints a summary and a link to stdout: the harness says what it did itself.
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), _fresh_random():
             mlflow.genai.evaluate(data=data, scorers=scorers)
         new = [t for t in stored_rows(experiment_id, run_id) if t.info.trace_id not in before]
     tagged = sum(1 for t in new if t.info.tags.get(TAG_EXAMPLE))

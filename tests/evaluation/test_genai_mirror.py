@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from pathlib import Path
 
 import mlflow
@@ -88,9 +89,14 @@ def test_every_row_reaches_the_store_with_one_assessment_per_scorer(tmp_path: Pa
     assert by_id["train.jsonl:3"].info.tags["harness.split"] == "train"
     assert {a.name for a in by_id["train.jsonl:3"].info.assessments} >= {"structure", "rouge_l", "consistency"}
 
-    # The same answers on another run (two trials that answered alike): rows of their own, not shared.
+    # The same answers on another run, after the same global seed (two trials that answered alike):
+    # rows of their own, not shared, and the seeded random state is as the trial left it.
     other = tracker.run("trial-1", {})
-    assert mirror(uri, tracker.experiment_id, other, {"heldout": table("heldout", 30)}).rows == 30
+    random.seed(0)
+    mirror(uri, tracker.experiment_id, tracker.run("trial-2", {}), {"heldout": table("heldout", 15)})
+    random.seed(0)
+    assert mirror(uri, tracker.experiment_id, other, {"heldout": table("heldout", 15)}).rows == 15
+    assert random.random() == random.Random(0).random()
     mlflow.set_tracking_uri(uri)
     try:
         everything = mlflow.search_traces(locations=[tracker.experiment_id], return_type="list", include_spans=False)
