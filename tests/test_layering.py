@@ -14,6 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "harness"
 # Top to bottom: a module may import its own layer and the layers below it, never one above.
 LAYERS = (
     ("harness.cli",),
+    # A study's workers handed to a cluster (Ray, Kubernetes, Slurm), each running the study's loop.
+    ("harness.launch",),
     ("harness.study",),
     ("harness.lifecycle",),
     ("harness.backends",),

@@ -123,8 +123,8 @@ class Victim:
     pid_of: int
 
 
-def wait_for_a_running_trial(storage: str, pids: set[int], deadline_s: float) -> Victim:
-    """The first trial one of ``pids`` is running, once it has its MLflow run."""
+def wait_for_a_running_trial(storage: str, pids: set[int] | None, deadline_s: float) -> Victim:
+    """The first trial one of ``pids`` (None: any process) is running, once it has its MLflow run."""
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         time.sleep(0.5)
@@ -135,6 +135,6 @@ def wait_for_a_running_trial(storage: str, pids: set[int], deadline_s: float) ->
         for trial in study.get_trials(states=(TrialState.RUNNING,)):
             worker, run_id = trial.user_attrs.get("harness.worker", ""), trial.user_attrs.get("mlflow_run_id")
             pid = int(worker.rsplit(":", 1)[1]) if ":" in worker else None
-            if run_id and pid in pids:
+            if run_id and pid is not None and (pids is None or pid in pids):
                 return Victim(trial.number, pid)
     pytest.fail("no worker started a trial")
