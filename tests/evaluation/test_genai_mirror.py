@@ -115,3 +115,11 @@ def test_missing_rows_fail_loudly(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     with pytest.raises(MirrorError, match="stored 0 of 3 rows"):
         mirror(uri, tracker.experiment_id, run_id, {"heldout": table("heldout", 3)})
     assert tracker.client.get_run(run_id).info.status == "RUNNING"
+
+
+def test_every_row_and_tag_reaches_a_postgresql_store(postgres_url: str) -> None:
+    tracker = Tracker(postgres_url, "mirror")
+    run_id = tracker.run("trial-0", {})
+    done = mirror(postgres_url, tracker.experiment_id, run_id, {"heldout": table("heldout", 40)})
+    assert done.rows == 40  # counted back, each with its example-id tag (MirrorError otherwise)
+    assert tracker.client.get_run(run_id).info.status == "RUNNING"
