@@ -138,7 +138,10 @@ def to_yaml(documents: list[dict[str, Any]]) -> str:
 
 def submit(documents: list[dict[str, Any]], namespace: str | None) -> list[str]:
     """Create the objects in the cluster the kubeconfig (or the pod's service account) names."""
-    from kubernetes import client, config, utils
+    try:
+        from kubernetes import client, config, utils
+    except ImportError:
+        raise LaunchError("creating the Job needs the Kubernetes client: pip install 'harness[k8s]'") from None
 
     settings = client.Configuration()  # this call's own: the client's global default is read at import
     try:

@@ -100,7 +100,10 @@ def launch(
     """Start the workers (each calls ``setup``, a picklable callable, before its loop) and wait for
     all; how each ended. Ctrl-C cancels them (trials closed KILLED, queued again) and is raised
     again once they have stopped."""
-    import ray
+    try:
+        import ray
+    except ImportError:
+        raise LaunchError("harness launch ray needs Ray: pip install 'harness[ray]'") from None
 
     check_address(cluster.address)
     _connect(cluster)

@@ -3,6 +3,7 @@ field unknown to them, one pod per worker, stores in the environment, secrets on
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import yaml
 from kubernetes.client import V1ConfigMap, V1Job
 
 from harness.config import parse_study
-from harness.launch.kubernetes import KubernetesJob, manifests, to_yaml
+from harness.launch.kubernetes import KubernetesJob, manifests, submit, to_yaml
 from harness.launch.spec import LaunchError, Workers
 from tests.launch.clusters import STORAGE, TRACKING, cluster_config
 
@@ -100,3 +101,9 @@ def test_the_model_check_refuses_a_field_kubernetes_does_not_know(tmp_path: Path
     job["spec"]["completionsMode"] = "Indexed"  # a misspelling the API server would drop or refuse
     with pytest.raises(pydantic.ValidationError, match="completionsMode"):
         V1Job.model_validate(job)
+
+
+def test_without_the_kubernetes_client_submitting_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "kubernetes", None)
+    with pytest.raises(LaunchError, match=r"pip install 'harness\[k8s\]'"):
+        submit([], None)

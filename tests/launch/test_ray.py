@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import socket
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from harness.launch.ray import RayCluster, check_address, placeable, plan
+from harness.launch.ray import RayCluster, check_address, launch, placeable, plan
 from harness.launch.spec import LaunchError, Workers
 from tests.launch.clusters import cluster_config
 
@@ -38,3 +39,9 @@ def test_the_dry_run_names_the_tasks_and_what_each_gets(tmp_path: Path) -> None:
     text = plan(cluster_config(tmp_path), RayCluster(Workers(3, 2, 1), "10.0.0.7:6379"))
     assert "Ray at 10.0.0.7:6379: 3 tasks harness-worker-0..2" in text
     assert "num_cpus=2 num_gpus=1 max_retries=3" in text
+
+
+def test_without_ray_installed_the_launch_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` finds in a base install
+    with pytest.raises(LaunchError, match=r"pip install 'harness\[ray\]'"):
+        launch(cluster_config(tmp_path), RayCluster(Workers(1)), print)
