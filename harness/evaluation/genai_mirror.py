@@ -39,6 +39,7 @@ URI_ENV = "MLFLOW_TRACKING_URI"
 # What the rows are tagged with (trace tags), so a split or one question is found in the UI's search.
 TAG_SPLIT = "harness.split"
 TAG_EXAMPLE = "harness.example_id"
+SOURCE_RUN = "mlflow.sourceRun"  # trace metadata: the run a trace was made in
 
 
 class MirrorError(RuntimeError):
@@ -209,11 +210,12 @@ def mirror(
         with contextlib.redirect_stdout(io.StringIO()), _fresh_random():
             mlflow.genai.evaluate(data=data, scorers=scorers)
         new = [t for t in stored_rows(experiment_id, run_id) if t.info.trace_id not in before]
-    tagged = sum(1 for t in new if t.info.tags.get(TAG_EXAMPLE))
-    if len(new) != len(data) or tagged != len(data):
+    # Each row on a trace of its own (made for this run) with its tags.
+    own = sum(1 for t in new if t.info.tags.get(TAG_EXAMPLE) and t.info.request_metadata.get(SOURCE_RUN) == run_id)
+    if len(new) != len(data) or own != len(data):
         raise MirrorError(
-            f"MLflow's GenAI evaluation stored {len(new)} of {len(data)} rows ({tagged} with their tags) on run"
-            f" {run_id}; the harness's own tables eval/*.json are complete (mlflow.genai_mirror: false turns"
+            f"MLflow's GenAI evaluation stored {len(new)} of {len(data)} rows ({own} of this run, with their tags)"
+            f" on run {run_id}; the harness's own tables eval/*.json are complete (mlflow.genai_mirror: false turns"
             " the mirror off)"
         )
     return Mirrored(len(new), tuple(names))

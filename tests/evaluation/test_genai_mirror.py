@@ -96,7 +96,7 @@ def test_every_row_reaches_the_store_with_one_assessment_per_scorer(tmp_path: Pa
     mirror(uri, tracker.experiment_id, tracker.run("trial-2", {}), {"heldout": table("heldout", 15)})
     random.seed(0)
     assert mirror(uri, tracker.experiment_id, other, {"heldout": table("heldout", 15)}).rows == 15
-    assert random.random() == random.Random(0).random()
+    seeded = random.random() == random.Random(0).random()
     mlflow.set_tracking_uri(uri)
     try:
         everything = mlflow.search_traces(locations=[tracker.experiment_id], return_type="list", include_spans=False)
@@ -104,6 +104,7 @@ def test_every_row_reaches_the_store_with_one_assessment_per_scorer(tmp_path: Pa
     finally:
         mlflow.set_tracking_uri(before_uri)
     assert len(everything) == 80 and len(again) == 50
+    assert seeded
     assert all(len([a for a in t.info.assessments if a.name == "rouge_l"]) == 1 for t in again)
 
 
