@@ -30,6 +30,7 @@ TAG_MODEL_DIR = "harness.model_dir"  # where a trial's local weights are
 TAG_WEIGHTS = "harness.weights_artifact"  # the run's artifact path holding a copy of those weights
 TAG_REMOTE_MODEL = "harness.remote_model"  # a remote fine-tuned model id
 TAG_EVAL_DIGEST = "harness.eval_digest"  # same digest: scores comparable
+TAG_MIRROR_INCOMPLETE = "harness.genai_mirror_incomplete"  # why the GenAI view lacks rows
 TAG_DATASET = "harness.dataset_digest"
 TAG_MODEL_SPEC = "harness.eval_model"  # on eval runs: the --model spec
 TAG_REGISTERED = "harness.registered_model"  # on eval runs of a registered version

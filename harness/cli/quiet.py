@@ -41,6 +41,8 @@ def configure(verbose: bool) -> None:
     # Not about noise: the packaged models are on disk, and tokenizers would warn after a fork.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # mlflow.genai.evaluate (the GenAI mirror) reports usage to MLflow's servers: not a study's business.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     if verbose:
         return
     for key, value in QUIET_ENV.items():

@@ -32,7 +32,7 @@ from harness.metrics import (
     MetricName,
 )
 from harness.settings.evaluation import EvaluationConfig
-from harness.tracking import TAG_EVAL_DIGEST, Tracker
+from harness.tracking import TAG_EVAL_DIGEST, TAG_MIRROR_INCOMPLETE, Tracker
 
 log = logging.getLogger(__name__)
 # Part of the eval digest: a change to how scorers score makes old numbers incomparable.
@@ -226,10 +226,16 @@ class Evaluator:
         """The rows into MLflow's GenAI evaluation; its cost as a metric beside ``eval_seconds``."""
         if not self.mirror or not self.last_rows:
             return {}
-        from harness.evaluation.genai_mirror import mirror
+        from harness.evaluation.genai_mirror import MirrorError, mirror
 
         begin = time.perf_counter()
-        mirror(self.tracker.tracking_uri, self.tracker.experiment_id, run_id, self.last_rows)
+        try:
+            mirror(self.tracker.tracking_uri, self.tracker.experiment_id, run_id, self.last_rows)
+        except MirrorError as error:
+            # The mirror is a view: the run's own tables and metrics (already logged) decide the
+            # trial, so a trained trial is not thrown away for it; the run says its view is short.
+            log.error("MLflow GenAI view of run %s incomplete: %s", run_id, error)
+            self.tracker.set_tags(run_id, {TAG_MIRROR_INCOMPLETE: str(error)[:500]})
         return {EVAL_MIRROR_SECONDS: time.perf_counter() - begin}
 
     def _samples(self, answer: Answerer, split: str, examples: list[Example], budget: int) -> list[list[str]] | None:
