@@ -20,6 +20,8 @@ def test_quickstart_config_loads() -> None:
     assert config.search_space.method == ["lora", "full"]
     assert isinstance(config.search_space.lr_multiplier, Range)
     assert config.search_space.lr_multiplier.log
+    assert config.enqueue and config.enqueue[0]["method"] == "lora"  # its warm start fits its search space
+    assert config.confirm is not None and config.n_trials is not None and config.n_trials > len(config.enqueue)
 
 
 def test_unknown_key_is_named_with_its_path(tmp_path: Path) -> None:
