@@ -53,10 +53,16 @@ def shown(name: str) -> bool:
 
 
 def overrides(params: dict[str, Any], tmp: Path, judge: bool) -> list[str]:
-    fixed = [f"search_space.{k}={json.dumps(v)}" for k, v in params.items() if k != "lora_target_modules"]
+    # A trial's target set is one comma-joined choice; the space takes it back as a fixed list.
+    fixed = [
+        f"search_space.{k}={json.dumps(v.split(',') if k == 'lora_target_modules' and isinstance(v, str) else v)}"
+        for k, v in params.items()
+    ]
     stores = [
         "study_name=consistency-gain",
         "n_trials=1",
+        "enqueue=[]",  # the one trial is the configuration measured: no warm start
+        "confirm=null",  # and no repeats
         "sampler.type=random",
         "pruner.type=none",
         "mlflow.register_best=false",
