@@ -63,6 +63,8 @@ def overrides(args: argparse.Namespace, name: str, pruner: str) -> list[str]:
         f"pruner.type={pruner}",
         *rungs,
         f"pruner.n_startup_trials={args.startup_trials}",
+        "enqueue=[]",  # the quickstart's warm start trains 1 epoch: this bench fixes epochs, and samples every trial
+        "confirm=null",  # confirmation repeats would add trials outside the with/without comparison
         "evaluation.baseline=false",  # the two runs are compared with each other, not with the base
         "evaluation.train_sample_size=0",  # the objective is held out; the train sample would only cost
         "mlflow.register_best=false",
