@@ -123,7 +123,9 @@ def _work(config: StudyConfig, max_trials: int | None, show: bool) -> None:
     if show:
         print_trials(result.study, config.storage)
         console.print(f"MLflow parent run {result.parent_run_id} in {mask_url(config.mlflow.tracking_uri)}")
-        console.print(f"in the MLflow UI: {mask_url(_runs_link(config, result.parent_run_id))}", soft_wrap=True)
+        # The link on a line of its own: a terminal of 80 columns shows it whole, and it stays clickable.
+        console.print("in the MLflow UI:")
+        console.print(mask_url(_runs_link(config, result.parent_run_id)), soft_wrap=True)
     if result.outcome.exit_code and not show:  # a worker of sweep --workers: the sweep says why, once
         raise typer.Exit(result.outcome.exit_code)
     if result.outcome.exit_code:

@@ -126,12 +126,16 @@ class Victim:
 def wait_for_a_running_trial(storage: str, pids: set[int] | None, deadline_s: float) -> Victim:
     """The first trial one of ``pids`` (None: any process) is running, once it has its MLflow run."""
     deadline = time.monotonic() + deadline_s
+    # One storage (one connection pool) for every poll: a new one per poll holds its connections
+    # until garbage collection, and PostgreSQL refused the workers ("too many clients") in CI.
+    opened: optuna.storages.BaseStorage | str = storage
     while time.monotonic() < deadline:
         time.sleep(0.5)
         try:
-            study = optuna.load_study(study_name="tiny", storage=storage)
+            study = optuna.load_study(study_name="tiny", storage=opened)
         except KeyError:
             continue
+        opened = study._storage
         for trial in study.get_trials(states=(TrialState.RUNNING,)):
             worker, run_id = trial.user_attrs.get("harness.worker", ""), trial.user_attrs.get("mlflow_run_id")
             pid = int(worker.rsplit(":", 1)[1]) if ":" in worker else None
