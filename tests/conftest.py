@@ -17,6 +17,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 SYSTEM = "You are a professional and friendly programmer."
 
 
+@pytest.fixture(autouse=True)
+def _no_ambient_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test names its MLflow store. mlflow.set_tracking_uri (MLflow's own, or a test reading
+    traces back) also writes MLFLOW_TRACKING_URI into this process's environment, which the CLI's
+    --tracking-uri reads and every subprocess inherits: a later test would find its runs missing."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 @pytest.fixture(scope="session")
 def smol_tokenizer() -> Any:
     """SmolLM2's real tokenizer (ChatML template), read straight from the packaged GGUF."""
