@@ -226,16 +226,17 @@ class Evaluator:
         """The rows into MLflow's GenAI evaluation; its cost as a metric beside ``eval_seconds``."""
         if not self.mirror or not self.last_rows:
             return {}
-        from harness.evaluation.genai_mirror import MirrorError, mirror
+        from harness.evaluation.genai_mirror import mirror
 
         begin = time.perf_counter()
         try:
             mirror(self.tracker.tracking_uri, self.tracker.experiment_id, run_id, self.last_rows)
-        except MirrorError as error:
+        except Exception as error:  # MirrorError (rows lost), or MLflow's own failure inside evaluate()
             # The mirror is a view: the run's own tables and metrics (already logged) decide the
             # trial, so a trained trial is not thrown away for it; the run says its view is short.
-            log.error("MLflow GenAI view of run %s incomplete: %s", run_id, error)
-            self.tracker.set_tags(run_id, {TAG_MIRROR_INCOMPLETE: str(error)[:500]})
+            reason = f"{type(error).__name__}: {error}"
+            log.error("MLflow GenAI view of run %s incomplete: %s", run_id, reason)
+            self.tracker.set_tags(run_id, {TAG_MIRROR_INCOMPLETE: reason[:500]})
         return {EVAL_MIRROR_SECONDS: time.perf_counter() - begin}
 
     def _samples(self, answer: Answerer, split: str, examples: list[Example], budget: int) -> list[list[str]] | None:

@@ -126,16 +126,35 @@ def test_every_row_and_tag_reaches_a_postgresql_store(postgres_url: str) -> None
     assert tracker.client.get_run(run_id).info.status == "RUNNING"
 
 
-def test_an_incomplete_mirror_leaves_the_trial_its_scores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The view lost its rows: the run says so in a tag; its own metrics and tables stand."""
+def _store_nothing(data: object, scorers: object) -> None:
+    return None
+
+
+def _fail(data: object, scorers: object) -> None:
+    raise RuntimeError("the store went away")
+
+
+@pytest.mark.parametrize(
+    ("evaluate", "reason"),
+    [
+        (_store_nothing, "MirrorError: MLflow's GenAI evaluation stored 0 of 2 rows"),
+        (_fail, "RuntimeError: the store went away"),
+    ],
+)
+def test_an_incomplete_mirror_leaves_the_trial_its_scores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, evaluate: object, reason: str
+) -> None:
+    """The view lost its rows, or MLflow failed inside it: the run says so in a tag; its own
+    metrics and tables stand."""
     from harness.evaluation.evaluator import Evaluator
     from tests.evaluation.test_digest import SPLITS, EchoAnswers, settings
 
     tracker = Tracker(f"sqlite:///{tmp_path}/mlruns/mlflow.db", "mirror")
     run_id = tracker.run("trial-0", {})
-    monkeypatch.setattr(mlflow.genai, "evaluate", lambda data, scorers: None)  # stores nothing
+    monkeypatch.setattr(mlflow.genai, "evaluate", evaluate)
     metrics = Evaluator(settings(), tracker, SPLITS, mirror=True).evaluate(EchoAnswers().base_answerer(), run_id)
     assert "consistency/heldout/rouge_l" in metrics
     run = tracker.client.get_run(run_id)
-    assert "stored 0 of 2 rows" in run.data.tags["harness.genai_mirror_incomplete"]
+    assert run.data.tags["harness.genai_mirror_incomplete"].startswith(reason)
+    assert run.info.status == "RUNNING"  # the trial's own runner finishes it
     assert {a.path for a in tracker.client.list_artifacts(run_id, "eval")} == {"eval/heldout.json", "eval/train.json"}
